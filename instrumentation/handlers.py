@@ -1,0 +1,71 @@
+"""Handlers that never raise into the caller: a record a sink cannot take is counted, not lost
+silently, and never turns into a failed request."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import logging.handlers
+import sys
+from typing import TextIO
+
+from instrumentation.accounting import count_drop
+
+
+def _reason(error: BaseException | None) -> str:
+    if isinstance(error, OSError):
+        return {
+            errno.ENOSPC: "disk_full",
+            errno.EPIPE: "closed_pipe",
+            errno.EACCES: "permission",
+            errno.EROFS: "read_only",
+        }.get(error.errno or 0, "os_error")
+    if isinstance(error, ValueError):  # write to a closed file
+        return "closed"
+    return "error" if error is None else type(error).__name__
+
+
+class _CountingErrors(logging.Handler):
+    sink = "handler"
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        count_drop(self.sink, _reason(sys.exc_info()[1]))
+
+
+class SafeStreamHandler(_CountingErrors, logging.StreamHandler[TextIO]):
+    """stdout/stderr handler; a closed or broken pipe drops and counts records."""
+
+    sink = "stream"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        logging.StreamHandler.__init__(self, stream)
+
+
+class SafeFileHandler(_CountingErrors, logging.handlers.WatchedFileHandler):
+    """Log-file handler that follows external rotation (logrotate, copytruncate aside).
+
+    An unwritable path or a full disk never raises: the file is opened lazily, and every record
+    it cannot take is counted as dropped.
+    """
+
+    sink = "file"
+
+    def __init__(self, filename: str) -> None:
+        logging.handlers.WatchedFileHandler.__init__(self, filename, encoding="utf-8", delay=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream is None and self._open_failed():
+                count_drop(self.sink, "open_failed")
+                return
+            logging.handlers.WatchedFileHandler.emit(self, record)
+        except Exception:
+            self.handleError(record)
+
+    def _open_failed(self) -> bool:
+        try:
+            self.stream = self._open()
+        except OSError:
+            return True
+        self._statstream()
+        return False

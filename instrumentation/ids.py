@@ -1,0 +1,67 @@
+"""Correlation IDs and W3C trace context: validation and generation.
+
+A valid ID is 1–64 characters of ``[A-Za-z0-9._:-]``; anything else is replaced, never echoed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+MAX_ID_LENGTH = 64
+_ALLOWED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+_HEX = b"0123456789abcdef"
+
+
+def new_request_id() -> str:
+    """32 lowercase hex characters."""
+    return os.urandom(16).hex()
+
+
+def new_trace_id() -> str:
+    return os.urandom(16).hex()
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+def valid_id_bytes(raw: bytes) -> bool:
+    """True for 1–64 bytes of the allowed alphabet (checked without a regex on the hot path)."""
+    return 0 < len(raw) <= MAX_ID_LENGTH and not raw.translate(None, _ALLOWED)
+
+
+def clean_id(value: str) -> str:
+    """`value` when it is a valid ID, otherwise a fresh one."""
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        return new_request_id()
+    return value if valid_id_bytes(raw) else new_request_id()
+
+
+class TraceParent(NamedTuple):
+    trace_id: str
+    parent_span_id: str
+    flags: str
+
+
+def parse_traceparent(raw: bytes) -> TraceParent | None:
+    """Parse a W3C ``traceparent`` header; None when it is malformed or all-zero.
+
+    Future versions may append fields after the flags; version ``ff`` is invalid.
+    """
+    if len(raw) < 55 or (len(raw) > 55 and (raw[:2] == b"00" or raw[55:56] != b"-")):
+        return None
+    version, trace_id, span_id, flags = raw[:2], raw[3:35], raw[36:52], raw[53:55]
+    if raw[2:3] != b"-" or raw[35:36] != b"-" or raw[52:53] != b"-":
+        return None
+    if version == b"ff" or (version + trace_id + span_id + flags).translate(None, _HEX):
+        return None
+    if trace_id == b"0" * 32 or span_id == b"0" * 16:
+        return None
+    return TraceParent(trace_id.decode(), span_id.decode(), flags.decode())
+
+
+def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"

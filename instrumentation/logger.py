@@ -1,0 +1,70 @@
+"""`get_logger()`: a stdlib logger whose methods take keyword fields."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from instrumentation.log_format import RESERVED_ATTRS
+
+_PASSTHROUGH = ("exc_info", "stack_info", "stacklevel", "extra")
+
+
+def _extra(fields: dict[str, Any]) -> dict[str, Any]:
+    # A field named like a LogRecord attribute ("name", "module"...) would make logging raise.
+    return {(f"field_{k}" if k in RESERVED_ATTRS else k): v for k, v in fields.items()}
+
+
+class CorrelatedLogger:
+    """Wraps a `logging.Logger`; keyword arguments become top-level JSON fields.
+
+    >>> log = get_logger(__name__)
+    >>> log.info("Routine generated", exercises_count=8)
+    """
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def _log(
+        self, level: int, msg: object, args: tuple[object, ...], fields: dict[str, Any]
+    ) -> None:
+        if not self.logger.isEnabledFor(level):
+            return
+        kwargs: dict[str, Any] = {k: fields.pop(k) for k in _PASSTHROUGH if k in fields}
+        extra = kwargs.pop("extra", None) or {}
+        if fields:
+            extra = {**extra, **_extra(fields)}
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
+        self.logger._log(level, msg, args, extra=extra or None, **kwargs)
+
+    def debug(self, msg: object, *args: object, **fields: Any) -> None:
+        self._log(logging.DEBUG, msg, args, fields)
+
+    def info(self, msg: object, *args: object, **fields: Any) -> None:
+        self._log(logging.INFO, msg, args, fields)
+
+    def warning(self, msg: object, *args: object, **fields: Any) -> None:
+        self._log(logging.WARNING, msg, args, fields)
+
+    def error(self, msg: object, *args: object, **fields: Any) -> None:
+        self._log(logging.ERROR, msg, args, fields)
+
+    def exception(self, msg: object, *args: object, **fields: Any) -> None:
+        fields.setdefault("exc_info", True)
+        self._log(logging.ERROR, msg, args, fields)
+
+    def critical(self, msg: object, *args: object, **fields: Any) -> None:
+        self._log(logging.CRITICAL, msg, args, fields)
+
+    def log(self, level: int, msg: object, *args: object, **fields: Any) -> None:
+        self._log(level, msg, args, fields)
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self.logger.isEnabledFor(level)
+
+
+def get_logger(name: str | None = None) -> CorrelatedLogger:
+    """A logger for `name` whose lines carry the correlation context and keyword fields."""
+    return CorrelatedLogger(logging.getLogger(name))

@@ -1,0 +1,88 @@
+"""`setup_logging()`: one JSON (or console) line per record, on stdout and optionally a file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Literal, TextIO
+
+from instrumentation.handlers import SafeFileHandler, SafeStreamHandler
+from instrumentation.log_filters import CorrelationFilter, DuplicateExceptionFilter
+from instrumentation.log_format import ConsoleFormatter, JsonFormatter
+
+LogFormat = Literal["json", "console"]
+_MARK = "_corrstack_handler"
+# Servers and clients whose own handlers would write a second, unstructured copy of a record.
+_PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
+# Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
+_SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
+
+service_name = "unknown"
+environment_name = "development"
+
+
+def setup_logging(
+    service: str | None = None,
+    *,
+    environment: str | None = None,
+    level: str | int | None = None,
+    log_format: LogFormat | None = None,
+    log_file: str | None = None,
+    stream: TextIO | None = None,
+) -> logging.Logger:
+    """Route every logger through corrstack's formatter; safe to call more than once.
+
+    Arguments win over the environment (`SERVICE_NAME`, `ENVIRONMENT`, `LOG_LEVEL`,
+    `LOG_FORMAT=json|console`, `LOG_FILE`). Returns the root logger.
+
+    >>> setup_logging(service="api")
+    >>> logging.getLogger(__name__).info("ready")   # one JSON line with the request context
+    """
+    global service_name, environment_name
+    service_name = service or os.environ.get("SERVICE_NAME") or "unknown"
+    environment_name = environment or os.environ.get("ENVIRONMENT") or "development"
+    level = level or os.environ.get("LOG_LEVEL") or "INFO"
+    chosen = (log_format or os.environ.get("LOG_FORMAT") or "json").lower()
+    if chosen not in ("json", "console"):
+        raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {chosen!r}")
+    log_file = log_file if log_file is not None else os.environ.get("LOG_FILE") or None
+
+    formatter: logging.Formatter = (
+        JsonFormatter(service_name, environment_name)
+        if chosen == "json"
+        else ConsoleFormatter(service_name, environment_name)
+    )
+    handlers: list[logging.Handler] = [SafeStreamHandler(stream or sys.stdout)]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handlers.append(SafeFileHandler(log_file))
+        if chosen == "console":  # the file is for the shipper: always JSON
+            file_formatter: logging.Formatter = JsonFormatter(service_name, environment_name)
+            handlers[-1].setFormatter(file_formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+    correlation = CorrelationFilter()
+    duplicates = DuplicateExceptionFilter()
+    for handler in handlers:
+        setattr(handler, _MARK, True)
+        if handler.formatter is None:
+            handler.setFormatter(formatter)
+        handler.addFilter(duplicates)
+        handler.addFilter(correlation)
+        root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+
+    for name in _PROPAGATING_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+    for name in _SILENCED_LOGGERS:
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = False
+        server_logger.disabled = True
+    return root

@@ -1,0 +1,97 @@
+"""The metrics of DESIGN.md, created once per registry.
+
+`request_id`, `trace_id` and `user_id` are never labels: they travel as exemplars.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(eq=False)
+class Metrics:
+    """Every corrstack metric, bound to one registry."""
+
+    registry: CollectorRegistry
+    http_requests_total: Counter = field(init=False)
+    http_request_duration_seconds: Histogram = field(init=False)
+    http_requests_in_progress: Gauge = field(init=False)
+    app_errors_total: Counter = field(init=False)
+    operation_duration_seconds: Histogram = field(init=False)
+    business_events_total: Counter = field(init=False)
+    api_cost_usd_total: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.http_requests_total = Counter(
+            "http_requests_total",
+            "HTTP requests served, by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_request_duration_seconds = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration; exemplars carry request_id and trace_id.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests_in_progress = Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being served.",
+            ["method", "route"],
+            registry=r,
+        )
+        self.app_errors_total = Counter(
+            "app_errors_total",
+            "Application errors tracked by the error tracker.",
+            ["error_type", "operation", "severity"],
+            registry=r,
+        )
+        self.operation_duration_seconds = Histogram(
+            "operation_duration_seconds",
+            "Duration of timed operations; exemplars carry request_id.",
+            ["operation", "status"],
+            buckets=OPERATION_BUCKETS,
+            registry=r,
+        )
+        self.business_events_total = Counter(
+            "business_events_total", "Business events, by type.", ["event_type"], registry=r
+        )
+        self.api_cost_usd_total = Counter(
+            "api_cost_usd_total",
+            "Cost of external API calls in US dollars.",
+            ["endpoint", "model"],
+            registry=r,
+        )
+
+
+_by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_for(registry: CollectorRegistry | None = None) -> Metrics:
+    """The metrics of `registry` (default: prometheus_client's global one), created on first use."""
+    registry = REGISTRY if registry is None else registry
+    metrics = _by_registry.get(registry)
+    if metrics is None:
+        metrics = _by_registry[registry] = Metrics(registry)
+    return metrics
+
+
+def default_metrics() -> Metrics:
+    """The metrics business events, timings and the error tracker write to."""
+    return metrics_for(_default_registry[0])
+
+
+_default_registry: list[CollectorRegistry | None] = [None]
+
+
+def use_registry(registry: CollectorRegistry | None) -> None:
+    """Point business events, timings and the error tracker at `registry`."""
+    _default_registry[0] = registry

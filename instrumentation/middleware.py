@@ -1,0 +1,196 @@
+"""CorrelationMiddleware: pure ASGI, one correlation context per HTTP request.
+
+It binds request_id, trace_id and span_id before the app runs, echoes `X-Correlation-ID` on
+the response, records the HTTP metrics with a `{request_id, trace_id}` exemplar, and writes
+exactly one access line. Placed outside Starlette's ServerErrorMiddleware (see
+`instrument_app`), the 500 response of an unhandled exception carries the header too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from instrumentation.context import (
+    request_id_var,
+    scope_var,
+    span_id_var,
+    trace_id_var,
+)
+from instrumentation.ids import (
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    valid_id_bytes,
+)
+from instrumentation.log_filters import mark_logged
+from instrumentation.metrics import metrics_for
+from instrumentation.routes import UNMATCHED, RouteResolver, route_template
+from instrumentation.sanitize import clean_text, clean_user_id
+
+HEADER = b"x-correlation-id"
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+_log = logging.getLogger("corrstack.access")
+_warn = logging.getLogger("corrstack.correlation")
+
+
+def _request_ids(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str, bytes | None, str]:
+    """(request_id, trace_id, rejected header name or None, user agent) from request headers."""
+    raw_id: bytes | None = None
+    id_header = b""
+    traceparent: bytes | None = None
+    user_agent = b""
+    for name, value in headers:
+        if name == HEADER or (name == b"x-request-id" and raw_id is None):
+            raw_id, id_header = value, name
+        elif name == b"traceparent":
+            traceparent = value
+        elif name == b"user-agent":
+            user_agent = value
+    rejected = None
+    if raw_id is not None and valid_id_bytes(raw_id):
+        request_id = raw_id.decode("ascii")
+    else:
+        request_id = new_request_id()
+        if raw_id is not None:
+            rejected = id_header
+    parent = parse_traceparent(traceparent) if traceparent is not None else None
+    trace_id = parent.trace_id if parent is not None else new_trace_id()
+    return request_id, trace_id, rejected, user_agent.decode("latin-1")
+
+
+class CorrelationMiddleware:
+    """Pure ASGI middleware; per-request state lives in `__call__`, never on `self`.
+
+    >>> app = CorrelationMiddleware(app)           # any ASGI app
+    >>> instrument_app(fastapi_app)                # FastAPI: also /metrics and logging
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        registry: CollectorRegistry | None = None,
+        routes: Callable[[], Iterable[Any]] | None = None,
+        quiet_paths: Iterable[str] = ("/metrics", "/health", "/healthz", "/ready"),
+    ) -> None:
+        self.app = app
+        metrics = metrics_for(registry)
+        self._requests = metrics.http_requests_total
+        self._duration = metrics.http_request_duration_seconds
+        self._in_progress = metrics.http_requests_in_progress
+        self._resolver = RouteResolver(routes) if routes is not None else None
+        self._quiet_paths = frozenset(quiet_paths)
+        # Metric children, cached: one dict lookup per request instead of `.labels()`.
+        self._counter_children: dict[tuple[str, str, int], Any] = {}
+        self._histogram_children: dict[tuple[str, str], Any] = {}
+        self._gauge_children: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        request_id, trace_id, rejected, user_agent = _request_ids(scope["headers"])
+        tokens = (
+            request_id_var.set(request_id),
+            trace_id_var.set(trace_id),
+            span_id_var.set(new_span_id()),
+            scope_var.set(scope),
+        )
+        if rejected is not None:
+            _warn.warning("Invalid correlation ID replaced", extra={"header": rejected.decode()})
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED
+        gauge = self._child(self._gauge_children, self._in_progress, (method, gauge_route))
+        gauge.inc()
+        status = 500
+        response_header = (HEADER, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), response_header]}
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            status, error = 499, None  # the client went away
+            raise
+        except Exception as exc:
+            status, error = 500, exc
+            raise
+        finally:
+            gauge.dec()
+            duration = perf_counter() - start
+            route = route_template(scope)
+            self._record(method, route, status, duration, request_id, trace_id)
+            self._access_line(scope, method, route, status, duration, user_agent, error)
+            for var, token in zip(
+                (request_id_var, trace_id_var, span_id_var, scope_var), tokens, strict=True
+            ):
+                var.reset(token)  # type: ignore[attr-defined]
+
+    def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:
+        child = cache.get(key)
+        if child is None:
+            child = cache[key] = metric.labels(*key)
+        return child
+
+    def _record(
+        self, method: str, route: str, status: int, duration: float, request_id: str, trace_id: str
+    ) -> None:
+        self._child(self._counter_children, self._requests, (method, route, status)).inc()
+        self._child(self._histogram_children, self._duration, (method, route)).observe(
+            duration, {"request_id": request_id, "trace_id": trace_id}
+        )
+
+    def _access_line(
+        self,
+        scope: Scope,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        user_agent: str,
+        error: BaseException | None,
+    ) -> None:
+        path = scope["path"]
+        if error is not None or status >= 500:
+            level = logging.ERROR
+        elif path in self._quiet_paths:
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
+        if not _log.isEnabledFor(level):
+            return
+        client = scope.get("client")
+        path = clean_text(path)
+        fields: dict[str, Any] = {
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "client_addr": f"{client[0]}:{client[1]}" if client else "",
+            "user_agent": clean_text(user_agent, 512),
+        }
+        user_id = scope.get("path_params", {}).get("user_id")
+        if user_id is not None:
+            fields["user_id"] = clean_user_id(str(user_id))
+        exc_info = None if error is None else (type(error), error, error.__traceback__)
+        _log.log(level, "%s %s %s", method, path, status, extra=fields, exc_info=exc_info)
+        if error is not None:
+            mark_logged(error)

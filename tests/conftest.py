@@ -1,0 +1,73 @@
+"""Shared fixtures: a clean logging setup and context per test, and binary requirements."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from instrumentation import context
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # CI sets CORRSTACK_REQUIRE_BINARIES=1: a missing binary fails the test instead of skipping.
+    for marker in item.iter_markers(name="binary"):
+        for name in marker.args:
+            if shutil.which(name) is None:
+                message = f"needs {name!r} on PATH"
+                if os.environ.get("CORRSTACK_REQUIRE_BINARIES") == "1":
+                    pytest.fail(message + " (CORRSTACK_REQUIRE_BINARIES=1)", pytrace=False)
+                pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _clean_logging_and_context() -> Iterator[None]:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in saved_handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(saved_level)
+    for var in (
+        context.request_id_var,
+        context.trace_id_var,
+        context.span_id_var,
+        context.user_id_var,
+        context.scope_var,
+    ):
+        assert var.get() is None, f"{var.name} leaked out of a test"
+
+
+class LogCapture:
+    """corrstack JSON lines written to a StringIO, parsed."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self.stream = stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line]
+
+    def by_logger(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["logger"] == name]
+
+
+@pytest.fixture
+def log_capture() -> LogCapture:
+    from instrumentation import setup_logging
+
+    stream = io.StringIO()
+    setup_logging(service="test-svc", environment="test", level="DEBUG", stream=stream)
+    return LogCapture(stream)
