@@ -1,10 +1,13 @@
 """corrstack instrumentation: one request ID in every log line, metric exemplar and alert."""
 
 from instrumentation.app import instrument_app
+from instrumentation.business_events import BusinessEvents, business_events
 from instrumentation.context import bind_context, current_context
+from instrumentation.error_tracker import ErrorTracker, Thresholds, error_tracker
 from instrumentation.logger import get_logger
 from instrumentation.logging_setup import setup_logging
 from instrumentation.middleware import CorrelationMiddleware
+from instrumentation.performance import log_performance
 from instrumentation.propagation import (
     add_correlation_headers,
     add_correlation_headers_async,
@@ -14,15 +17,21 @@ from instrumentation.propagation import (
 )
 
 __all__ = [
+    "BusinessEvents",
     "CorrelationMiddleware",
+    "ErrorTracker",
+    "Thresholds",
     "add_correlation_headers",
     "add_correlation_headers_async",
     "async_httpx_event_hooks",
     "bind_context",
+    "business_events",
     "correlation_headers",
     "current_context",
+    "error_tracker",
     "get_logger",
     "httpx_event_hooks",
     "instrument_app",
+    "log_performance",
     "setup_logging",
 ]

@@ -26,6 +26,7 @@ class Metrics:
     operation_duration_seconds: Histogram = field(init=False)
     business_events_total: Counter = field(init=False)
     api_cost_usd_total: Counter = field(init=False)
+    error_alerts_total: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -68,6 +69,13 @@ class Metrics:
             "api_cost_usd_total",
             "Cost of external API calls in US dollars.",
             ["endpoint", "model"],
+            registry=r,
+        )
+        self.error_alerts_total = Counter(
+            "error_alerts_total",
+            "Error-pattern alerts for Alertmanager: sent, failed (unreachable, timeout, non-2xx) "
+            "or dropped (queue full).",
+            ["outcome"],
             registry=r,
         )
 

@@ -1,0 +1,213 @@
+"""Error tracking: count errors per `error_type:operation` in sliding windows, alert on patterns.
+
+>>> from instrumentation import error_tracker
+>>> try:
+...     call_model()
+... except TimeoutError as error:
+...     error_tracker.track(error, operation="call_model", severity="critical")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from instrumentation import logging_setup
+from instrumentation.alert_sender import AlertSender
+from instrumentation.context import current_context
+from instrumentation.logger import get_logger
+from instrumentation.metrics import default_metrics
+from instrumentation.sanitize import clean_text
+
+Severity = Literal["warning", "error", "critical"]
+_log = get_logger("corrstack.errors")
+_MAX_PATTERNS = 1000
+ALERT_NAME = "ErrorPatternDetected"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a pattern becomes an alert: `count` errors within `window` seconds."""
+
+    count: int = 10
+    window: float = 3600.0
+    critical_count: int = 3
+    critical_window: float = 600.0
+    cooldown: float = 900.0
+
+    @classmethod
+    def from_env(cls) -> Thresholds:
+        env = os.environ.get
+        return cls(
+            count=int(env("ERROR_ALERT_THRESHOLD", cls.count)),
+            window=float(env("ERROR_ALERT_WINDOW_SECONDS", cls.window)),
+            critical_count=int(env("ERROR_ALERT_CRITICAL_THRESHOLD", cls.critical_count)),
+            critical_window=float(env("ERROR_ALERT_CRITICAL_WINDOW_SECONDS", cls.critical_window)),
+            cooldown=float(env("ERROR_ALERT_COOLDOWN_SECONDS", cls.cooldown)),
+        )
+
+
+class _Pattern:
+    __slots__ = ("critical", "errors", "last_alert")
+
+    def __init__(self) -> None:
+        self.errors: deque[float] = deque()
+        self.critical: deque[float] = deque()
+        self.last_alert = float("-inf")
+
+
+def _count_within(times: deque[float], now: float, window: float) -> int:
+    while times and times[0] <= now - window:
+        times.popleft()
+    return len(times)
+
+
+class ErrorTracker:
+    """Counts, logs and alerts on errors; alerting never blocks or fails the caller.
+
+    `alertmanager_url` (default: env `ALERTMANAGER_URL`) and the thresholds (default: env
+    `ERROR_ALERT_*`, else 10 errors in an hour or 3 critical in 10 minutes) are read on first use.
+    """
+
+    def __init__(
+        self,
+        *,
+        alertmanager_url: str | None = None,
+        thresholds: Thresholds | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = alertmanager_url
+        self._thresholds = thresholds
+        self._clock = clock
+        self._patterns: OrderedDict[tuple[str, str], _Pattern] = OrderedDict()
+        self._lock = threading.Lock()
+        self._sender: AlertSender | None = None
+        self._configured = False
+
+    def _configure(self) -> None:
+        if self._configured:
+            return
+        self._thresholds = self._thresholds or Thresholds.from_env()
+        url = self._url if self._url is not None else os.environ.get("ALERTMANAGER_URL", "")
+        self._sender = AlertSender(url) if url else None
+        self._configured = True
+
+    @property
+    def sender(self) -> AlertSender | None:
+        self._configure()
+        return self._sender
+
+    def track(
+        self,
+        error: BaseException | str,
+        operation: str,
+        severity: Severity = "error",
+        **fields: Any,
+    ) -> bool:
+        """Record one error; returns True when it triggered an alert."""
+        self._configure()
+        assert self._thresholds is not None
+        error_type = type(error).__name__ if isinstance(error, BaseException) else "Error"
+        operation = clean_text(operation, 64)
+        default_metrics().app_errors_total.labels(error_type, operation, severity).inc()
+        exc_info = (
+            (type(error), error, error.__traceback__)
+            if isinstance(error, BaseException) and error.__traceback__ is not None
+            else None
+        )
+        level = logging.CRITICAL if severity == "critical" else logging.ERROR
+        if severity == "warning":
+            level = logging.WARNING
+        _log.log(
+            level,
+            "Error tracked",
+            error_type=error_type,
+            error_message=clean_text(str(error)),
+            operation=operation,
+            severity=severity,
+            exc_info=exc_info,
+            stacklevel=2,
+            **fields,
+        )
+        now = self._clock()
+        with self._lock:
+            pattern = self._pattern((error_type, operation))
+            pattern.errors.append(now)
+            count = _count_within(pattern.errors, now, self._thresholds.window)
+            critical = 0
+            if severity == "critical":
+                pattern.critical.append(now)
+            critical = _count_within(pattern.critical, now, self._thresholds.critical_window)
+            crossed = count >= self._thresholds.count or critical >= self._thresholds.critical_count
+            if not crossed or now - pattern.last_alert < self._thresholds.cooldown:
+                return False
+            pattern.last_alert = now
+        alert_severity = "critical" if critical >= self._thresholds.critical_count else "warning"
+        self._alert(error_type, operation, alert_severity, count, critical, str(error))
+        return True
+
+    def _pattern(self, key: tuple[str, str]) -> _Pattern:
+        pattern = self._patterns.get(key)
+        if pattern is None:
+            pattern = self._patterns[key] = _Pattern()
+            if len(self._patterns) > _MAX_PATTERNS:
+                self._patterns.popitem(last=False)
+        else:
+            self._patterns.move_to_end(key)
+        return pattern
+
+    def _alert(
+        self,
+        error_type: str,
+        operation: str,
+        severity: str,
+        count: int,
+        critical: int,
+        message: str,
+    ) -> None:
+        assert self._thresholds is not None
+        context = current_context()
+        _log.warning(
+            "Error pattern alert",
+            error_type=error_type,
+            operation=operation,
+            severity=severity,
+            errors_in_window=count,
+            alerting=self._sender is not None,
+        )
+        if self._sender is None:
+            return
+        now = datetime.now(UTC)
+        window_minutes = int(self._thresholds.window // 60)
+        alert = {
+            "labels": {
+                "alertname": ALERT_NAME,
+                "severity": severity,
+                "service": logging_setup.service_name,
+                "environment": logging_setup.environment_name,
+                "error_type": error_type,
+                "operation": operation,
+            },
+            "annotations": {
+                "summary": f"{error_type} in {operation}: {count} errors",
+                "description": (
+                    f"{count} {error_type} errors in {operation} within {window_minutes} min "
+                    f"({critical} critical). Last: {clean_text(message, 256)}"
+                ),
+                "request_id": context.get("request_id", ""),
+                "runbook_url": "docs/runbooks.md#errorpatterndetected",
+            },
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(seconds=max(self._thresholds.cooldown, 300))).isoformat(),
+        }
+        self._sender.send([alert])
+
+
+error_tracker = ErrorTracker()
