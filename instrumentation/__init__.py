@@ -1,9 +1,9 @@
 """corrstack instrumentation: one request ID in every log line, metric exemplar and alert."""
 
 from instrumentation.app import instrument_app
-from instrumentation.business_events import BusinessEvents, business_events
+from instrumentation.business import BusinessEvents, business_events
 from instrumentation.context import bind_context, current_context
-from instrumentation.error_tracker import ErrorTracker, Thresholds, error_tracker
+from instrumentation.error_tracking import ErrorTracker, Thresholds, error_tracker
 from instrumentation.logger import get_logger
 from instrumentation.logging_setup import setup_logging
 from instrumentation.middleware import CorrelationMiddleware

@@ -69,5 +69,5 @@ def log_capture() -> LogCapture:
     from instrumentation import setup_logging
 
     stream = io.StringIO()
-    setup_logging(service="test-svc", environment="test", level="DEBUG", stream=stream)
+    setup_logging(service="test-svc", environment="test", level="INFO", stream=stream)
     return LogCapture(stream)
