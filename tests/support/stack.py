@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,9 +20,23 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.processes import free_port, running, uvicorn_cmd, wait_http_ok, wait_until
+from tests.support.processes import (
+    free_port,
+    running,
+    stop,
+    uvicorn_cmd,
+    wait_http_ok,
+    wait_until,
+)
 
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+# Servers started here, by URL, so a test can stop one mid-run (by PID) to simulate an outage.
+_servers: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def stop_server(url: str) -> None:
+    """Stop the Prometheus or Alertmanager serving `url` now, before its block ends."""
+    stop(_servers[url])
 
 
 def alertmanager_binary() -> str:
@@ -97,9 +112,13 @@ def prometheus(
         "--enable-feature=exemplar-storage",
         "--rules.alert.resend-delay=1s",
     ]
-    with running(cmd, log_path=tmp_path / "prometheus.out"):
-        wait_http_ok(f"{url}/-/ready", timeout=30)
-        yield url
+    with running(cmd, log_path=tmp_path / "prometheus.out") as process:
+        _servers[url] = process
+        try:
+            wait_http_ok(f"{url}/-/ready", timeout=30)
+            yield url
+        finally:
+            del _servers[url]
 
 
 def wait_for_scrape(prometheus_url: str, service: str, timeout: float = 60.0) -> None:
@@ -134,9 +153,13 @@ def alertmanager(tmp_path: Path, config: Mapping[str, Any]) -> Iterator[str]:
         f"--web.external-url={url}",
         "--cluster.listen-address=",
     ]
-    with running(cmd, log_path=tmp_path / "alertmanager.out"):
-        wait_http_ok(f"{url}/-/ready", timeout=30)
-        yield url
+    with running(cmd, log_path=tmp_path / "alertmanager.out") as process:
+        _servers[url] = process
+        try:
+            wait_http_ok(f"{url}/-/ready", timeout=30)
+            yield url
+        finally:
+            del _servers[url]
 
 
 @dataclass
