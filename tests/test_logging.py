@@ -34,11 +34,17 @@ def test_a_line_has_every_design_field_and_a_utc_millisecond_timestamp(
 ) -> None:
     logging.getLogger("tests.fields").info("hello")
     (record,) = log_capture.records
-    assert DESIGN_FIELDS <= record.keys()
+    assert record.keys() >= DESIGN_FIELDS
     assert RFC3339_MS_UTC.match(record["timestamp"])
-    assert (record["level"], record["logger"], record["message"]) == ("INFO", "tests.fields", "hello")
+    assert (record["level"], record["logger"], record["message"]) == (
+        "INFO",
+        "tests.fields",
+        "hello",
+    )
     assert (record["service"], record["environment"]) == ("test-svc", "test")
-    assert record["function"] == "test_a_line_has_every_design_field_and_a_utc_millisecond_timestamp"
+    assert (
+        record["function"] == "test_a_line_has_every_design_field_and_a_utc_millisecond_timestamp"
+    )
 
 
 def test_unknown_context_is_empty_never_none(log_capture: LogCapture) -> None:
@@ -101,7 +107,9 @@ def test_exception_becomes_error_fields(log_capture: LogCapture) -> None:
     (record,) = log_capture.records
     assert record["error_type"] == "KeyError"
     assert record["error_message"] == "'missing'"
-    assert "Traceback" in record["stacktrace"] and 'raise KeyError("missing")' in record["stacktrace"]
+    assert (
+        "Traceback" in record["stacktrace"] and 'raise KeyError("missing")' in record["stacktrace"]
+    )
 
 
 def test_get_logger_keyword_fields_become_top_level_keys(log_capture: LogCapture) -> None:
