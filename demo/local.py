@@ -1,0 +1,286 @@
+"""`python -m demo`: both services, the load and whatever of Prometheus/Alertmanager is installed.
+
+Everything listens on 127.0.0.1 and writes under one directory (default `./var`): JSON logs in
+`log/<service>.log`, console output in `log/<name>.out`, Prometheus and Alertmanager data and
+their rendered configs. SIGINT or SIGTERM stops every child by PID, the load first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from demo import stack_config
+from demo.children import Child, Children
+
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+STARTUP_TIMEOUT_S = 30.0
+SERVICES = ("analysis", "api")
+DEFAULT_PORTS = {"api": 8000, "analysis": 8001, "prometheus": 9090, "alertmanager": 9093}
+
+
+class StartupError(RuntimeError):
+    """A part that must run did not come up."""
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived while starting up."""
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    var_dir: Path = Path("var")
+    duration: float | None = None
+    rate: float = 5.0
+    users: int = 50
+    # None: the usual port if it is free, else any free one; 0: any free port.
+    api_port: int | None = None
+    analysis_port: int | None = None
+    prometheus_port: int | None = None
+    alertmanager_port: int | None = None
+    prometheus: bool = True
+    scrape_interval: str | None = None
+    environment: str = "local"
+
+
+def choose_port(requested: int | None, preferred: int) -> int:
+    """`requested` as given; 0 means any free port; None prefers `preferred` when it is free."""
+    if requested:
+        return requested
+    if requested is None and _bindable(preferred):
+        return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class LocalStack:
+    """Starts the parts in dependency order; `children` stops them in reverse."""
+
+    def __init__(self, options: LocalOptions, stop: threading.Event) -> None:
+        self.options = options
+        self.stop = stop
+        self.var_dir = options.var_dir.resolve()
+        self.log_dir = self.var_dir / "log"
+        self.children = Children()
+        self.urls: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def url(self, name: str) -> str:
+        return self.urls[name]
+
+    def start_services(self) -> None:
+        ports = {
+            "analysis": choose_port(self.options.analysis_port, DEFAULT_PORTS["analysis"]),
+            "api": choose_port(self.options.api_port, DEFAULT_PORTS["api"]),
+        }
+        for service in SERVICES:
+            port = ports[service]
+            self.urls[service] = f"http://127.0.0.1:{port}"
+            env = {
+                "SERVICE_NAME": service,
+                "ENVIRONMENT": self.options.environment,
+                "LOG_FILE": str(self.log_dir / f"{service}.log"),
+                # The file is JSON either way; the console copy (<name>.out) is for reading.
+                "LOG_FORMAT": os.environ.get("LOG_FORMAT") or "console",
+                "ANALYSIS_URL": f"http://127.0.0.1:{ports['analysis']}",
+            }
+            if "alertmanager" in self.urls:
+                env["ALERTMANAGER_URL"] = self.urls["alertmanager"]
+            cmd = [sys.executable, "-m", "uvicorn", f"demo.{service}:app"]
+            cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+            child = self._start(service, cmd, env=env)
+            self._wait_ready(child, f"{self.urls[service]}/health")
+
+    def start_alertmanager(self) -> None:
+        binary = next((b for b in ALERTMANAGER_BINARIES if shutil.which(b)), None)
+        if binary is None:
+            self.notes.append("Alertmanager not on PATH: alerts stay in Prometheus")
+            return
+        port = choose_port(self.options.alertmanager_port, DEFAULT_PORTS["alertmanager"])
+        url = f"http://127.0.0.1:{port}"
+        source = stack_config.load_config(
+            stack_config.ALERTMANAGER_CONFIG, stack_config.builtin_alertmanager_config(), self.notes
+        )
+        config = self._write_config("alertmanager", stack_config.render_alertmanager_config(source))
+        cmd = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={self.var_dir / 'alertmanager' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url={url}",
+            "--cluster.listen-address=",  # no gossip port on 0.0.0.0
+        ]
+        child = self._start("alertmanager", cmd)
+        try:
+            self._wait_ready(child, f"{url}/-/ready")
+        except StartupError as exc:
+            # Optional: the demo is still useful without it.
+            self.children.stop(child)
+            self.notes.append(f"Alertmanager did not start ({exc}): continuing without it")
+            return
+        self.urls["alertmanager"] = url
+
+    def start_prometheus(self) -> None:
+        if shutil.which("prometheus") is None:
+            self.notes.append("prometheus not on PATH: metrics only at each service's /metrics")
+            return
+        port = choose_port(self.options.prometheus_port, DEFAULT_PORTS["prometheus"])
+        url = f"http://127.0.0.1:{port}"
+        hosts = {name: u.removeprefix("http://") for name, u in self.urls.items()}
+        hosts["prometheus"] = f"127.0.0.1:{port}"
+        source = stack_config.load_config(
+            stack_config.PROMETHEUS_CONFIG, stack_config.builtin_prometheus_config(), self.notes
+        )
+        rendered = stack_config.render_prometheus_config(
+            source, hosts, scrape_interval=self.options.scrape_interval, notes=self.notes
+        )
+        config = self._write_config("prometheus", rendered)
+        cmd = [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.var_dir / 'prometheus' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.external-url={url}",
+            "--enable-feature=exemplar-storage",
+        ]
+        self._wait_ready(self._start("prometheus", cmd), f"{url}/-/ready")
+        self.urls["prometheus"] = url
+
+    def start_load(self) -> None:
+        cmd = [sys.executable, "-m", "demo.loadgen", "--target", self.url("api")]
+        cmd += ["--rate", str(self.options.rate), "--users", str(self.options.users)]
+        env = {
+            "SERVICE_NAME": "loadgen",
+            "ENVIRONMENT": self.options.environment,
+            "LOG_FILE": str(self.log_dir / "loadgen.log"),
+            "LOG_FORMAT": os.environ.get("LOG_FORMAT") or "console",
+        }
+        self._start("loadgen", cmd, env=env)
+
+    def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
+        output = self.log_dir / f"{name}.out"
+        return self.children.start(name, cmd, output=output, env=env, cwd=stack_config.REPO_ROOT)
+
+    def _write_config(self, name: str, config: dict[str, object]) -> Path:
+        # JSON is YAML, and needs no YAML writer.
+        path = self.var_dir / name / f"{name}.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        return path
+
+    def _wait_ready(self, child: Child, url: str) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                raise Stopped
+            if child.exited() is not None:
+                raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            self.stop.wait(0.2)
+        raise StartupError(f"{child.name} not ready at {url} in {STARTUP_TIMEOUT_S:g} s")
+
+    def describe(self) -> Iterator[str]:
+        yield "corrstack demo running on 127.0.0.1 (Ctrl-C stops everything):"
+        for name in ("api", "analysis", "prometheus", "alertmanager"):
+            if name in self.urls:
+                where = f"{self.log_dir / name}.log" if name in SERVICES else f"{self.log_dir}/"
+                yield f"  {name:<13} {self.urls[name]:<24}  logs {where}"
+        load = f"{self.options.rate:g} req/s, {self.options.users} users"
+        yield f"  {'loadgen':<13} {load:<24}  logs {self.log_dir / 'loadgen'}.log"
+        yield "Follow one request through both services:"
+        yield (
+            f"  curl -s -X POST -H 'X-Correlation-ID: try-me-1' -H 'Content-Type: application/json'"
+            f" -d '{{}}' {self.url('api')}/api/user/user-0042/analysis"
+        )
+        yield f"  grep -h try-me-1 {self.log_dir}/api.log {self.log_dir}/analysis.log"
+
+
+def run(options: LocalOptions, out: Callable[[str], None] = print) -> int:
+    """Run until `options.duration` passes or SIGINT/SIGTERM; 0 when everything stopped cleanly."""
+    stop = threading.Event()
+    stack = LocalStack(options, stop)
+    code = 0
+    with _stop_on_signals(stop):
+        try:
+            # Alertmanager first: the services' error tracker posts pattern alerts to it.
+            if options.prometheus:
+                stack.start_alertmanager()
+            stack.start_services()
+            if options.prometheus:
+                stack.start_prometheus()
+            else:
+                stack.notes.append("Prometheus and Alertmanager skipped (--no-prometheus)")
+            stack.start_load()
+            for note in stack.notes:
+                out(f"note: {note}")
+            for line in stack.describe():
+                out(line)
+            code = _supervise(stack, options.duration, out)
+        except Stopped:
+            out("Stopped during startup")
+        except StartupError as exc:
+            out(f"error: {exc}")
+            code = 1
+        finally:
+            codes = stack.children.stop_all()
+            failed = {name: c for name, c in codes.items() if c not in (0, -signal.SIGTERM)}
+            if failed:
+                out(f"Stopped; unclean exits: {failed}")
+                code = code or 1
+            else:
+                out(f"Stopped {', '.join(codes) or 'nothing'}")
+    return code
+
+
+def _supervise(stack: LocalStack, duration: float | None, out: Callable[[str], None]) -> int:
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stack.stop.wait(0.5):
+        if deadline is not None and time.monotonic() >= deadline:
+            out(f"Duration of {duration:g} s reached")
+            return 0
+        child = stack.children.first_exited()
+        if child is not None:
+            out(f"error: {child.name} exited with {child.exited()}, see {child.output}")
+            return 1
+    out("Signal received, stopping")
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
