@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import yaml
 
 from instrumentation import bind_context
 from tests.support.checkers import logql_errors
+from tests.support.processes import free_port, running, wait_http_ok, wait_until
+from tests.support.stack import serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -531,3 +534,71 @@ def test_env_example_has_a_placeholder_password_and_no_real_env_is_committed() -
     )
     if shutil.which("git") and tracked.returncode == 0:
         assert tracked.stdout.strip() == ""
+
+
+# --- the click path with the real parts that run here ----------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.binary("prometheus")
+def test_an_exemplar_scraped_with_the_stack_config_leads_to_that_requests_log_lines(
+    tmp_path: Path,
+) -> None:
+    """Our prometheus.yml in a real Prometheus: exemplar → request_id → link → log lines."""
+    with serve_app(tmp_path, "tests.apps.correlation_app:app", service="api") as app:
+        port = free_port()
+        # The rewrite `python -m demo` does for a no-Docker run, on the committed file.
+        config = (
+            PROMETHEUS_CONFIG.read_text()
+            .replace("api:8000", app.url.removeprefix("http://"))
+            .replace("analysis:8001", f"127.0.0.1:{free_port()}")
+            .replace("alertmanager:9093", f"127.0.0.1:{free_port()}")
+            .replace("localhost:9090", f"127.0.0.1:{port}")
+            .replace("/etc/prometheus/rules/*.yml", str(tmp_path / "rules" / "*.yml"))
+        )
+        config_path = tmp_path / "prometheus.yml"
+        config_path.write_text(config)
+        prometheus_cmd = [
+            "prometheus",
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--enable-feature=exemplar-storage",  # as in docker-compose.yml
+        ]
+        prometheus_url = f"http://127.0.0.1:{port}"
+        sent = [f"stack-check-{i}" for i in range(5)]
+        with running(prometheus_cmd, log_path=tmp_path / "prometheus.out"):
+            wait_http_ok(f"{prometheus_url}/-/ready", timeout=30)
+            for request_id in sent:
+                response = httpx.get(
+                    f"{app.url}/api/user/u-1/echo",
+                    headers={"X-Correlation-ID": request_id},
+                    timeout=5,
+                )
+                assert response.status_code == 200
+            exemplars: list[dict[str, Any]] = []
+
+            def exemplar_scraped() -> bool:
+                response = httpx.get(
+                    f"{prometheus_url}/api/v1/query_exemplars",
+                    params={
+                        "query": 'http_request_duration_seconds_bucket{service="api"}',
+                        "start": "0",
+                        "end": "9999999999",
+                    },
+                    timeout=5,
+                )
+                exemplars[:] = [e for s in response.json()["data"] for e in s["exemplars"]]
+                return bool(exemplars)
+
+            wait_until(exemplar_scraped, timeout=45, interval=0.5, what="an exemplar")
+
+    request_id = exemplars[0]["labels"]["request_id"]
+    assert request_id in sent
+    url = _grafana_expand(_exemplar_destination()["url"]).replace(VALUE_PLACEHOLDER, request_id)
+    [query] = _explore_queries(url)
+    assert f'request_id="{request_id}"' in query["expr"]
+    records = [json.loads(line) for line in app.log_file.read_text().splitlines() if line]
+    matching = [r for r in records if r.get("request_id") == request_id]
+    assert matching, f"no log line carries {request_id}"
+    assert {r["service"] for r in matching} == {"api"}
