@@ -1,0 +1,121 @@
+"""CostAnomaly: external API spend per service against its own baseline and the daily budget."""
+
+from __future__ import annotations
+
+from alert_rules.config import AlertConfig, duration_seconds, format_duration
+from alert_rules.humanize import fixed_two
+from alert_rules.rule import AlertSpec, Rule, record
+from alert_rules.unit_tests import Alert, Check, Scenario, counter, selector
+
+SERVICE = "api"
+HOURLY = "service:api_cost_usd:increase1h"
+BASELINE = "service:api_cost_usd:hourly_baseline"
+
+
+def cost_recording_rules(config: AlertConfig) -> list[Rule]:
+    window = config.cost_baseline_window
+    hours = duration_seconds(window) / 3600
+    return [
+        record(HOURLY, "sum by (service) (increase(api_cost_usd_total[1h]))"),
+        # The hourly average over the window before the last hour, so a spike never raises
+        # its own baseline.
+        record(
+            BASELINE,
+            f"sum by (service) (increase(api_cost_usd_total[{window}] offset 1h)) / {hours:g}",
+        ),
+    ]
+
+
+def cost_anomaly(config: AlertConfig) -> AlertSpec:
+    factor, budget = config.cost_anomaly_factor, config.cost_daily_budget_usd
+    return AlertSpec(
+        name="CostAnomaly",
+        # The baseline comparison comes first: `and` keeps its left side's value, the hourly
+        # spend the description prints.
+        expr=(
+            f"(\n"
+            f"  {HOURLY} > {factor:g} * {BASELINE}\n"
+            # A service without a day of history has no baseline: the budget decides alone.
+            f"  or on (service)\n"
+            f"  {HOURLY} unless on (service) {BASELINE}\n"
+            f")\n"
+            f"and on (service)\n"
+            f"{HOURLY} * 24 > {budget:g}"
+        ),
+        for_=config.cost_for,
+        severity="warning",
+        summary="API cost anomaly on {service}",
+        description=(
+            "{service} spent ${value} on external APIs in the last hour: more than "
+            f"{factor:g}× its hourly average of the previous {config.cost_baseline_window}, "
+            f"on pace to exceed the daily budget of ${budget:g}."
+        ),
+        value_format='$value | printf "%.2f"',
+    )
+
+
+def cost_scenarios(config: AlertConfig) -> list[Scenario]:
+    spec = cost_anomaly(config)
+    budget, factor = config.cost_daily_budget_usd, config.cost_anomaly_factor
+    hold = duration_seconds(config.cost_for) // 60
+    baseline_hours = duration_seconds(config.cost_baseline_window) // 3600
+    per_hour = 12  # samples, one every 5m
+    history = (baseline_hours + 1) * per_hour  # a full baseline before the spike
+    spike_steps = per_hour * 2
+    series = selector(
+        "api_cost_usd_total",
+        endpoint="/api/analysis",
+        model="gpt-4o",
+        job=SERVICE,
+        instance="api:8000",
+        service=SERVICE,
+    )
+
+    def spend(base: float, spike: float) -> str:
+        """Dollars per hour: `base` for the history, then `spike`."""
+        spike_start = base / per_hour * history + spike / per_hour
+        return (
+            f"{counter(base / per_hour, history)} "
+            f"{counter(spike / per_hour, spike_steps - 1, start=spike_start)}"
+        )
+
+    # Half the budget's pace as the usual spend, then twice the factor: over both limits.
+    base = budget / 24 / 2
+    spike = base * factor * 2
+    # Past the first hour the spike fills the whole 1h window: increase() is exact.
+    after_minutes = 60 + hold + 5
+    labels = {"service": SERVICE, "severity": spec.severity}
+    firing = Alert(
+        labels, spec.expected_annotations(config, service=SERVICE, value=fixed_two(spike))
+    )
+    start = history * 5
+    # Minutes into the spike when both conditions first hold; pending shortly after.
+    crossing = 60 * max((factor - 1) / (2 * factor - 1), 1 / (2 * factor - 1))
+    pending_at = start + (int(crossing) // 5 + 2) * 5
+    cheap = budget / 24 / 100
+    return [
+        Scenario(
+            name="CostAnomaly: pending until for elapses, then firing",
+            interval="5m",
+            series={series: spend(base, spike)},
+            checks=[
+                Check(format_duration(pending_at * 60), spec.name, pending=[labels]),
+                Check(format_duration((start + after_minutes) * 60), spec.name, firing=[firing]),
+            ],
+        ),
+        Scenario(
+            name="CostAnomaly: a jump far below the daily budget stays silent",
+            interval="5m",
+            series={series: spend(cheap, cheap * factor * 3)},
+            checks=[Check(format_duration((start + after_minutes) * 60), spec.name)],
+        ),
+        Scenario(
+            name="CostAnomaly: a counter reset at usual spend stays silent",
+            interval="5m",
+            series={
+                series: f"{counter(base / per_hour, history, start=500)} "
+                f"{counter(base / per_hour, spike_steps - 1)}"
+            },
+            checks=[Check(format_duration((start + m) * 60), spec.name) for m in (10, 30, 60, 90)],
+        ),
+    ]
