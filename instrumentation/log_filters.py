@@ -24,6 +24,9 @@ _LOGGED_MARK = "__corrstack_logged__"
 class CorrelationFilter(logging.Filter):
     """Put request_id, trace_id, span_id, user_id, bound fields, `seq` and `boot_id` on a record.
 
+    Also drops a server's second report of an exception the middleware already logged:
+    uvicorn logs "Exception in ASGI application" for every exception an app re-raises.
+
     Values passed explicitly (`extra={"request_id": ...}`) win over the context. Runs once per
     record however many handlers carry it.
     """
@@ -32,6 +35,9 @@ class CorrelationFilter(logging.Filter):
         attrs = record.__dict__
         if "seq" in attrs:
             return True
+        exc_info = record.exc_info
+        if exc_info and getattr(exc_info[1], _LOGGED_MARK, False):
+            return False  # a server's second report of an exception we logged with its stack
         if "request_id" not in attrs:
             attrs["request_id"] = request_id_var.get()
         if "trace_id" not in attrs:
@@ -52,14 +58,3 @@ def mark_logged(error: BaseException) -> None:
     """Remember that corrstack already logged `error` with its stack."""
     with contextlib.suppress(AttributeError):  # exceptions with __slots__
         setattr(error, _LOGGED_MARK, True)
-
-
-class DuplicateExceptionFilter(logging.Filter):
-    """Drop a server's second report of an exception the middleware already logged.
-
-    uvicorn logs "Exception in ASGI application" for every exception an app re-raises.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc_info = record.exc_info
-        return not (exc_info and getattr(exc_info[1], _LOGGED_MARK, False))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from itertools import islice
 from typing import Any
 
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
 
-from instrumentation.redaction import redact_text, redact_value
-from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text, deep_clean, escape_unsafe_json
+from instrumentation.redaction import _secret_keys, redact_text, redact_value
+from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
 # Attributes every LogRecord has; anything else on a record is an extra field.
 RESERVED_ATTRS = frozenset(
@@ -36,6 +37,8 @@ RESERVED_ATTRS = frozenset(
         "_corrstack_line",
     }
 )
+_STANDARD_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_SCALARS = frozenset({int, float, bool, type(None)})
 _MAX_MESSAGE_CHARS = 16 * 1024
 _MAX_STACK_CHARS = 32 * 1024
 _second_cache: tuple[int, str] = (-1, "")
@@ -50,13 +53,6 @@ def format_timestamp(created: float) -> str:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
     return f"{prefix}.{int((created - second) * 1000):03d}Z"
-
-
-def _message(record: logging.LogRecord) -> str:
-    message = record.getMessage()
-    if len(message) > _MAX_MESSAGE_CHARS:
-        message = message[:_MAX_MESSAGE_CHARS] + "…[truncated]"
-    return redact_text(message)
 
 
 def _error_fields(record: logging.LogRecord, data: dict[str, Any]) -> None:
@@ -98,11 +94,16 @@ class JsonFormatter(OrjsonFormatter):
 
     def record_fields(self, record: logging.LogRecord) -> dict[str, Any]:
         attrs = record.__dict__
+        message = record.msg
+        if record.args or type(message) is not str:
+            message = record.getMessage()
+        if len(message) > _MAX_MESSAGE_CHARS:
+            message = message[:_MAX_MESSAGE_CHARS] + "…[truncated]"
         data: dict[str, Any] = {
             "timestamp": format_timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": _message(record),
+            "message": redact_text(message),
             "service": self.service,
             "environment": self.environment,
             "request_id": attrs.get("request_id") or "",
@@ -115,16 +116,24 @@ class JsonFormatter(OrjsonFormatter):
         data["module"] = record.module
         data["function"] = record.funcName
         data["line"] = record.lineno
-        if "seq" in attrs:
-            data["seq"] = attrs["seq"]
+        seq = attrs.get("seq")
+        if seq is not None:
+            data["seq"] = seq
             data["boot_id"] = attrs["boot_id"]
         bound = attrs.get("corrstack_fields")
         if bound:
             for key, value in bound.items():
-                data.setdefault(key, redact_value(key, value))
-        for key, value in attrs.items():
-            if key not in RESERVED_ATTRS and key not in data:
-                data[key] = _bounded(redact_value(key, value))
+                if key not in data:
+                    data[key] = redact_value(key, value)
+        # Extra fields come after the attributes every LogRecord sets in __init__.
+        secret_keys = _secret_keys
+        for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
+            if key in RESERVED_ATTRS or key in data:
+                continue
+            if type(value) in _SCALARS and secret_keys.get(key) is False:
+                data[key] = value  # the common case, without a call
+            else:
+                data[key] = redact_value(key, value)
         if record.exc_info or record.exc_text or record.stack_info:
             _error_fields(record, data)
         return data
@@ -153,12 +162,6 @@ class JsonFormatter(OrjsonFormatter):
             "line": record.lineno,
             "format_error": f"{type(error).__name__}: {clean_text(str(error), 256)}",
         }
-
-
-def _bounded(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
-        return value[:MAX_FIELD_CHARS] + "…[truncated]"
-    return value
 
 
 def _repr_default(value: Any) -> Any:

@@ -8,7 +8,7 @@ import sys
 from typing import Literal, TextIO
 
 from instrumentation.handlers import SafeFileHandler, SafeStreamHandler
-from instrumentation.log_filters import CorrelationFilter, DuplicateExceptionFilter
+from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
 
 LogFormat = Literal["json", "console"]
@@ -66,12 +66,10 @@ def setup_logging(
         root.removeHandler(old)
         old.close()
     correlation = CorrelationFilter()
-    duplicates = DuplicateExceptionFilter()
     for handler in handlers:
         setattr(handler, _MARK, True)
         if handler.formatter is None:
             handler.setFormatter(formatter)
-        handler.addFilter(duplicates)
         handler.addFilter(correlation)
         root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)

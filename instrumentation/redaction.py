@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 MASK = "[REDACTED]"
@@ -19,10 +18,18 @@ _SECRET_IN_TEXT = re.compile(
 )
 
 
-@lru_cache(maxsize=4096)
+_MAX_STRING_CHARS = 2048
+_secret_keys: dict[str, bool] = {}
+
+
 def is_secret_key(key: str) -> bool:
     """True for field names such as ``Authorization``, ``db_password`` or ``x-api-key``."""
-    return _SECRET_KEY.search(key.lower()) is not None
+    secret = _secret_keys.get(key)
+    if secret is None:
+        secret = _SECRET_KEY.search(key.lower()) is not None
+        if len(_secret_keys) < 4096:  # field names are few; never let odd ones grow this
+            _secret_keys[key] = secret
+    return secret
 
 
 def _mask_match(match: re.Match[str]) -> str:
@@ -32,15 +39,24 @@ def _mask_match(match: re.Match[str]) -> str:
 
 def redact_text(text: str) -> str:
     """Mask bearer tokens, JWTs and ``password=…``-style pairs inside free text."""
-    return _SECRET_IN_TEXT.sub(_mask_match, text)
+    # Each pattern needs one of these; most lines have none, and the check is far cheaper.
+    if "=" in text or ":" in text or "eyJ" in text or "earer" in text or "EARER" in text:
+        return _SECRET_IN_TEXT.sub(_mask_match, text)
+    return text
 
 
 def redact_value(key: str, value: Any, depth: int = 0) -> Any:
-    """The value to log under `key`: masked when the key names a secret, nested dicts too."""
+    """The value to log under `key`: masked when the key names a secret, nested dicts too;
+    long strings are bounded."""
     if is_secret_key(key):
         return MASK
+    kind = type(value)
+    if kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is str:
+        if len(value) > _MAX_STRING_CHARS:
+            value = value[:_MAX_STRING_CHARS] + "…[truncated]"
+        return redact_text(value) if len(value) > 16 else value
     if isinstance(value, dict) and depth < 4:
         return {k: redact_value(str(k), v, depth + 1) for k, v in value.items()}
-    if isinstance(value, str) and len(value) > 16:
-        return redact_text(value)
     return value

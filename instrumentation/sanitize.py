@@ -42,7 +42,7 @@ def escape_unsafe_json(line: bytes) -> bytes:
 
     They can only occur inside JSON strings, so the escaped line decodes to the same values.
     """
-    if _UNSAFE_UTF8.search(line) is None:
+    if (line.isascii() and b"\x7f" not in line) or _UNSAFE_UTF8.search(line) is None:
         return line
     return _UNSAFE_UTF8.sub(lambda m: f"\\u{ord(m.group().decode()):04x}".encode(), line)
 
