@@ -1,0 +1,126 @@
+"""One HTTP measurement: the app under uvicorn on 127.0.0.1, loaded by `wrk`.
+
+uvicorn runs one process with `--no-access-log` for every app: the apps that write an access
+line (corrstack, asgi-correlation-id) write it from their middleware, exactly as in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.apps import REQUEST_PATH
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_FAILURES = re.compile(r"^\s*(Non-2xx or 3xx responses|Socket errors):.*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p99_ms: float
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Req/s and the 99th percentile from `wrk --latency` output; failed requests are an error."""
+    failures = _FAILURES.search(output)
+    if failures:
+        raise RuntimeError(f"wrk saw failed requests: {failures.group().strip()}")
+    rate, p99 = _RATE.search(output), _P99.search(output)
+    if rate is None or p99 is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    return WrkResult(float(rate.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited with {process.returncode} before serving {url}")
+        if _answers(url):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def load_app(name: str, duration_s: int, connections: int = 50) -> WrkResult:
+    """Serve app `name` with uvicorn, run `wrk -t1 -c50 -d<duration>s --latency`, stop it."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"benchmarks.apps:{name}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(server, url)
+        wrk = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", url],
+            capture_output=True,
+            text=True,
+            timeout=duration_s + 30,
+            check=True,
+        )
+    finally:
+        _stop(server)
+    return parse_wrk(wrk.stdout)

@@ -1,0 +1,192 @@
+"""Medians, overheads, ratios and the targets, as JSON and as markdown tables."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any
+
+BARE = "bare"
+OURS = "corrstack"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float | None  # None: an input was not measured or the ratio is undefined
+    limit: float
+    at_most: bool
+
+    @property
+    def verdict(self) -> str:
+        if self.value is None:
+            return "n/a"
+        ok = self.value <= self.limit if self.at_most else self.value >= self.limit
+        return "PASS" if ok else "MISS"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
+def inprocess_summary(rounds: dict[str, list[float]]) -> dict[str, Any]:
+    """µs/request (median of rounds), overhead over bare, corrstack's overhead ÷ each one's."""
+    medians = {name: statistics.median(values) for name, values in rounds.items()}
+    bare = medians.get(BARE)
+    overheads = {name: None if bare is None else us - bare for name, us in medians.items()}
+    ours = overheads.get(OURS)
+    apps = {
+        name: {
+            "us_per_request": medians[name],
+            "overhead_us": overheads[name],
+            "corrstack_overhead_ratio": (
+                None if name in (BARE, OURS) else _ratio(ours, overheads[name])
+            ),
+            "rounds_us": values,
+        }
+        for name, values in rounds.items()
+    }
+    return {"apps": apps}
+
+
+def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """req/s and p99 (medians of rounds), each as a ratio to bare."""
+    medians = {
+        name: {
+            key: statistics.median(result[key] for result in results)
+            for key in ("requests_per_second", "p99_ms")
+        }
+        for name, results in rounds.items()
+    }
+    bare = medians.get(BARE, {})
+    apps = {
+        name: {
+            **figures,
+            "throughput_vs_bare": _ratio(
+                figures["requests_per_second"], bare.get("requests_per_second")
+            ),
+            "p99_vs_bare": _ratio(figures["p99_ms"], bare.get("p99_ms")),
+            "rounds": rounds[name],
+        }
+        for name, figures in medians.items()
+    }
+    return {"apps": apps}
+
+
+def records_summary(rounds: dict[str, list[float]], baseline: str) -> dict[str, Any]:
+    """µs/record (median of rounds) and each as a ratio to the stdlib Formatter."""
+    medians = {name: statistics.median(values) for name, values in rounds.items()}
+    base = medians.get(baseline)
+    return {
+        "formatters": {
+            name: {
+                "us_per_record": us,
+                "vs_stdlib": _ratio(us, base),
+                "rounds_us": rounds[name],
+            }
+            for name, us in medians.items()
+        }
+    }
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    """The issue's targets, each a ratio measured in this run."""
+    inprocess = results.get("inprocess", {}).get("apps", {})
+    records = results.get("records", {}).get("formatters", {})
+    http = results.get("http", {}).get("apps", {})
+
+    def overhead_ratio(peer: str) -> float | None:
+        ratio: float | None = inprocess.get(peer, {}).get("corrstack_overhead_ratio")
+        return ratio
+
+    return [
+        Target(
+            "in-process overhead ÷ prometheus-fastapi-instrumentator's",
+            overhead_ratio("prometheus_fastapi_instrumentator"),
+            limit=1.0,
+            at_most=True,
+        ),
+        Target(
+            "in-process overhead ÷ asgi-correlation-id + python-json-logger's",
+            overhead_ratio("asgi_correlation_id"),
+            limit=0.5,
+            at_most=True,
+        ),
+        Target(
+            "JSON record with full context ÷ stdlib Formatter record",
+            records.get(OURS, {}).get("vs_stdlib"),
+            limit=1.0,
+            at_most=True,
+        ),
+        Target(
+            "HTTP throughput ÷ bare",
+            http.get(OURS, {}).get("throughput_vs_bare"),
+            limit=0.8,
+            at_most=False,
+        ),
+    ]
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of a run, for the terminal and docs/benchmarks.md."""
+    out: list[str] = []
+    if "inprocess" in results:
+        out += [
+            "### Per request, in-process (ASGI call, no sockets)",
+            "",
+            "| app | µs/request | overhead µs | corrstack overhead ÷ this |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, app in results["inprocess"]["apps"].items():
+            out.append(
+                f"| {name} | {_num(app['us_per_request'])} | {_num(app['overhead_us'])} "
+                f"| {_num(app['corrstack_overhead_ratio'], 2)} |"
+            )
+        out.append("")
+    if "http" in results:
+        out += [
+            "### Over HTTP (uvicorn, 1 worker; wrk -t1 -c50)",
+            "",
+            "| app | req/s | ÷ bare | p99 ms | ÷ bare |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, app in results["http"]["apps"].items():
+            out.append(
+                f"| {name} | {_num(app['requests_per_second'], 0)} "
+                f"| {_num(app['throughput_vs_bare'], 2)} | {_num(app['p99_ms'], 2)} "
+                f"| {_num(app['p99_vs_bare'], 2)} |"
+            )
+        out.append("")
+    if "records" in results:
+        out += [
+            "### Per log record (logging handler to /dev/null)",
+            "",
+            "| formatter | µs/record | ÷ stdlib Formatter |",
+            "|---|---:|---:|",
+        ]
+        for name, formatter in results["records"]["formatters"].items():
+            out.append(
+                f"| {name} | {_num(formatter['us_per_record'], 2)} "
+                f"| {_num(formatter['vs_stdlib'], 2)} |"
+            )
+        out.append("")
+    out += ["### Targets", "", "| target | ratio | limit | verdict |", "|---|---:|---:|---|"]
+    for target in results["targets"]:
+        sign = "≤" if target["at_most"] else "≥"
+        out.append(
+            f"| {target['name']} | {_num(target['value'], 2)} | {sign} {target['limit']} "
+            f"| {target['verdict']} |"
+        )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,89 @@
+"""One in-process measurement: call an app's ASGI callable directly, no sockets.
+
+`python -m benchmarks.request_worker APP REQUESTS CHUNKS` builds APP, checks that the route
+answers 200, warms up, then times CHUNKS batches of REQUESTS/CHUNKS requests and prints the
+median µs per request. The receive/send pair does nothing, so the figure is the app's own cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from time import perf_counter_ns
+from typing import Any
+
+from starlette.types import ASGIApp, Message
+
+from benchmarks.apps import REQUEST_PATH, build
+from benchmarks.worker_result import emit
+
+_HEADERS = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"user-agent", b"corrstack-bench/1"),
+    (b"accept", b"application/json"),
+]
+_SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": REQUEST_PATH,
+    "raw_path": REQUEST_PATH.encode(),
+    "root_path": "",
+    "query_string": b"",
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+}
+_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+def fresh_scope() -> dict[str, Any]:
+    # Middlewares write into the scope and even append to its header list (asgi-correlation-id
+    # does); every request gets its own, as a server would give it.
+    return {**_SCOPE, "headers": list(_HEADERS)}
+
+
+async def _receive() -> Message:
+    return _REQUEST
+
+
+async def _discard(message: Message) -> None:
+    return None
+
+
+async def check_route(app: ASGIApp) -> None:
+    statuses: list[int] = []
+
+    async def record_status(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(fresh_scope(), _receive, record_status)
+    if statuses != [200]:
+        raise SystemExit(f"{REQUEST_PATH} answered {statuses}, not [200]")
+
+
+async def time_requests(app: ASGIApp, requests: int, chunks: int) -> list[float]:
+    """µs per request of each of `chunks` timed batches, after a warm-up batch."""
+    await check_route(app)
+    batch = max(1, requests // chunks)
+    for _ in range(batch):
+        await app(fresh_scope(), _receive, _discard)
+    per_chunk: list[float] = []
+    for _ in range(chunks):
+        start = perf_counter_ns()
+        for _ in range(batch):
+            await app(fresh_scope(), _receive, _discard)
+        per_chunk.append((perf_counter_ns() - start) / batch / 1000)
+    return per_chunk
+
+
+def main(argv: list[str]) -> None:
+    name, requests, chunks = argv[0], int(argv[1]), int(argv[2])
+    app = build(name)
+    emit(name, asyncio.run(time_requests(app, requests, chunks)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

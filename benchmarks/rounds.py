@@ -1,0 +1,49 @@
+"""Interleaved rounds: A B C … then again, each measurement in a fresh process.
+
+Interleaving spreads slow drift of the machine (other load, thermal state) over every app
+instead of charging it to whichever ran last; the start rotates each round for the same reason.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from benchmarks.http_load import PROJECT_ROOT
+from benchmarks.worker_result import parse
+
+T = TypeVar("T")
+
+
+def interleaved(
+    names: Sequence[str],
+    rounds: int,
+    measure: Callable[[str], T],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[T]]:
+    """`measure(name)` for every name, `rounds` times, in rotating A B C … order."""
+    results: dict[str, list[T]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        start = round_index % len(names)
+        for name in [*names[start:], *names[:start]]:
+            if progress is not None:
+                progress(f"round {round_index + 1}/{rounds}: {name}")
+            results[name].append(measure(name))
+    return results
+
+
+def run_worker(module: str, name: str, count: int, chunks: int) -> float:
+    """Run `python -m <module> name count chunks` in a fresh process; its µs per operation."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, name, str(count), str(chunks)],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return float(parse(done.stdout)["us"])
