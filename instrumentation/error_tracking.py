@@ -22,6 +22,7 @@ from typing import Any, Literal
 from instrumentation import logging_setup
 from instrumentation.alert_sender import AlertSender
 from instrumentation.context import current_context
+from instrumentation.log_filters import mark_logged
 from instrumentation.logger import get_logger
 from instrumentation.metrics import default_metrics
 from instrumentation.sanitize import clean_text
@@ -136,6 +137,8 @@ class ErrorTracker:
             stacklevel=2,
             **fields,
         )
+        if exc_info is not None:
+            mark_logged(exc_info[1])  # a re-raise reaching the middleware logs no second stack
         now = self._clock()
         with self._lock:
             pattern = self._pattern((error_type, operation))

@@ -19,6 +19,8 @@ from instrumentation.context import (
 )
 
 _LOGGED_MARK = "__corrstack_logged__"
+# Only a server's report is dropped: an app's own lines about the same exception are kept.
+_SERVER_LOGGERS = frozenset({"uvicorn.error", "uvicorn", "gunicorn.error", "hypercorn.error"})
 
 
 class CorrelationFilter(logging.Filter):
@@ -36,7 +38,7 @@ class CorrelationFilter(logging.Filter):
         if "seq" in attrs:
             return True
         exc_info = record.exc_info
-        if exc_info and getattr(exc_info[1], _LOGGED_MARK, False):
+        if exc_info and record.name in _SERVER_LOGGERS and was_logged(exc_info[1]):
             return False  # a server's second report of an exception we logged with its stack
         if "request_id" not in attrs:
             attrs["request_id"] = request_id_var.get()
@@ -58,3 +60,7 @@ def mark_logged(error: BaseException) -> None:
     """Remember that corrstack already logged `error` with its stack."""
     with contextlib.suppress(AttributeError):  # exceptions with __slots__
         setattr(error, _LOGGED_MARK, True)
+
+
+def was_logged(error: BaseException) -> bool:
+    return bool(getattr(error, _LOGGED_MARK, False))

@@ -26,6 +26,7 @@ RESERVED_ATTRS = frozenset(
         "message",
         "asctime",
         "taskName",
+        "color_message",  # uvicorn's copy of the message with terminal colour codes
         # set by CorrelationFilter
         "request_id",
         "trace_id",

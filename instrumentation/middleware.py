@@ -30,7 +30,7 @@ from instrumentation.ids import (
     parse_traceparent,
     valid_id_bytes,
 )
-from instrumentation.log_filters import mark_logged
+from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.metrics import metrics_for
 from instrumentation.routes import UNMATCHED, RouteResolver, route_template
 from instrumentation.sanitize import clean_text, clean_user_id
@@ -190,7 +190,13 @@ class CorrelationMiddleware:
         user_id = scope.get("path_params", {}).get("user_id")
         if user_id is not None:
             fields["user_id"] = clean_user_id(str(user_id))
-        exc_info = None if error is None else (type(error), error, error.__traceback__)
+        exc_info = None
+        if error is not None:
+            if was_logged(error):  # e.g. error_tracker.track(error) already wrote the stack
+                fields["error_type"] = type(error).__name__
+                fields["error_message"] = clean_text(str(error))
+            else:
+                exc_info = (type(error), error, error.__traceback__)
         _log.log(level, "%s %s %s", method, path, status, extra=fields, exc_info=exc_info)
         if error is not None:
             mark_logged(error)

@@ -307,3 +307,30 @@ async def test_control_characters_in_the_path_do_not_reach_the_line(
     assert status == 200
     assert not UNSAFE.search(log_capture.text.replace("\n", ""))
     assert "\u202e" not in log_capture.text
+
+
+async def test_an_exception_logged_by_the_app_is_not_dropped_nor_stacked_twice(
+    log_capture: LogCapture,
+) -> None:
+    from instrumentation import ErrorTracker, Thresholds
+
+    tracker = ErrorTracker(alertmanager_url="", thresholds=Thresholds())
+    app = FastAPI()
+    instrument_app(app, registry=CollectorRegistry())
+
+    @app.get("/tracked")
+    async def tracked() -> None:
+        try:
+            raise TimeoutError("model timed out")
+        except TimeoutError as error:
+            tracker.track(error, "model_call")
+            logging.getLogger("tests.app").exception("and the app logs it too")
+            raise
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as raw:
+        assert (await raw.get("/tracked")).status_code == 500
+    with_stack = [r["logger"] for r in log_capture.records if "stacktrace" in r]
+    assert with_stack == ["corrstack.errors", "tests.app"]
+    (access,) = log_capture.by_logger("corrstack.access")
+    assert (access["status"], access["error_type"]) == (500, "TimeoutError")
