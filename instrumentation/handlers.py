@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import logging.handlers
+import queue
 import sys
 from typing import TextIO
 
@@ -69,3 +70,28 @@ class SafeFileHandler(_CountingErrors, logging.handlers.WatchedFileHandler):
             return True
         self._statstream()
         return False
+
+
+class DroppingQueueHandler(_CountingErrors, logging.handlers.QueueHandler):
+    """Hands records to a listener thread; never blocks the caller.
+
+    The record is rendered here, in the caller's thread (its context and arguments are those of
+    the moment it was logged); only the writing happens in the listener. When the queue is full
+    — a sink has stalled — the record is dropped and counted.
+    """
+
+    sink = "queue"
+
+    def __init__(self, records: queue.Queue[logging.LogRecord], formatter: logging.Formatter):
+        logging.handlers.QueueHandler.__init__(self, records)
+        self.setFormatter(formatter)
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        self.format(record)  # JsonFormatter caches the line on the record
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            count_drop(self.sink, "queue_full")

@@ -62,5 +62,5 @@ def mark_logged(error: BaseException) -> None:
         setattr(error, _LOGGED_MARK, True)
 
 
-def was_logged(error: BaseException) -> bool:
+def was_logged(error: BaseException | None) -> bool:
     return bool(getattr(error, _LOGGED_MARK, False))

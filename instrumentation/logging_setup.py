@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import queue
 import sys
+from logging.handlers import QueueListener
 from typing import Literal, TextIO
 
-from instrumentation.handlers import SafeFileHandler, SafeStreamHandler
+from instrumentation.handlers import DroppingQueueHandler, SafeFileHandler, SafeStreamHandler
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
 
@@ -18,6 +22,7 @@ _PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 # Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
 _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
+_listeners: list[QueueListener] = []
 service_name = "unknown"
 environment_name = "development"
 
@@ -30,11 +35,17 @@ def setup_logging(
     log_format: LogFormat | None = None,
     log_file: str | None = None,
     stream: TextIO | None = None,
+    queue_size: int | None = None,
 ) -> logging.Logger:
     """Route every logger through corrstack's formatter; safe to call more than once.
 
     Arguments win over the environment (`SERVICE_NAME`, `ENVIRONMENT`, `LOG_LEVEL`,
-    `LOG_FORMAT=json|console`, `LOG_FILE`). Returns the root logger.
+    `LOG_FORMAT=json|console`, `LOG_FILE`, `LOG_QUEUE_SIZE`). Returns the root logger.
+
+    With `queue_size` > 0, lines are written by a background thread and a stalled sink (a
+    blocked pipe, a hung network disk) costs callers nothing: records beyond `queue_size`
+    waiting are dropped and counted in `log_records_dropped_total{sink="queue"}`. Without it,
+    writes happen in the caller, which is cheaper per record.
 
     >>> setup_logging(service="api")
     >>> logging.getLogger(__name__).info("ready")   # one JSON line with the request context
@@ -53,23 +64,36 @@ def setup_logging(
         if chosen == "json"
         else ConsoleFormatter(service_name, environment_name)
     )
+    if queue_size is None:
+        queue_size = int(os.environ.get("LOG_QUEUE_SIZE") or 0)
     handlers: list[logging.Handler] = [SafeStreamHandler(stream or sys.stdout)]
     if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        # A missing directory is created; one that cannot be is not fatal: the file handler
+        # then counts every record it cannot write as dropped.
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(SafeFileHandler(log_file))
         if chosen == "console":  # the file is for the shipper: always JSON
             file_formatter: logging.Formatter = JsonFormatter(service_name, environment_name)
             handlers[-1].setFormatter(file_formatter)
 
-    root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
-        root.removeHandler(old)
-        old.close()
-    correlation = CorrelationFilter()
     for handler in handlers:
-        setattr(handler, _MARK, True)
         if handler.formatter is None:
             handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    _remove_previous(root)
+    correlation = CorrelationFilter()
+    if queue_size > 0:
+        records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
+        front: list[logging.Handler] = [DroppingQueueHandler(records, formatter)]
+        listener = QueueListener(records, *handlers, respect_handler_level=True)
+        listener.start()
+        _listeners.append(listener)
+    else:
+        front = handlers
+    for handler in front:
+        setattr(handler, _MARK, True)
         handler.addFilter(correlation)
         root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
@@ -84,3 +108,19 @@ def setup_logging(
         server_logger.propagate = False
         server_logger.disabled = True
     return root
+
+
+def _remove_previous(root: logging.Logger) -> None:
+    while _listeners:
+        _listeners.pop().stop()  # writes out what is queued, then ends the thread
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
+        old.close()
+
+
+def shutdown_logging() -> None:
+    """Write out queued records and close corrstack's handlers (also runs at exit)."""
+    _remove_previous(logging.getLogger())
+
+
+atexit.register(shutdown_logging)
