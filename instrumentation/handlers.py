@@ -3,6 +3,7 @@ silently, and never turns into a failed request."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import logging.handlers
@@ -63,6 +64,12 @@ class SafeFileHandler(_CountingErrors, logging.handlers.WatchedFileHandler):
         except Exception:
             self.handleError(record)
 
+    def close(self) -> None:
+        try:
+            logging.handlers.WatchedFileHandler.close(self)
+        except (OSError, ValueError) as error:  # the last flush on a full disk
+            count_drop(self.sink, _reason(error))
+
     def _open_failed(self) -> bool:
         try:
             self.stream = self._open()
@@ -95,3 +102,22 @@ class DroppingQueueHandler(_CountingErrors, logging.handlers.QueueHandler):
             self.queue.put_nowait(record)
         except queue.Full:
             count_drop(self.sink, "queue_full")
+
+
+class BoundedQueueListener(logging.handlers.QueueListener):
+    """A QueueListener whose stop() waits a bounded time: a stalled sink cannot hang exit."""
+
+    def __init__(
+        self, records: queue.Queue[logging.LogRecord], *handlers: logging.Handler, timeout: float
+    ) -> None:
+        super().__init__(records, *handlers, respect_handler_level=True)
+        self.timeout = timeout
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self.queue.put(self._sentinel, timeout=self.timeout)  # type: ignore[attr-defined]
+        thread.join(self.timeout)
+        self._thread = None

@@ -8,10 +8,14 @@ import logging
 import os
 import queue
 import sys
-from logging.handlers import QueueListener
 from typing import Literal, TextIO
 
-from instrumentation.handlers import DroppingQueueHandler, SafeFileHandler, SafeStreamHandler
+from instrumentation.handlers import (
+    BoundedQueueListener,
+    DroppingQueueHandler,
+    SafeFileHandler,
+    SafeStreamHandler,
+)
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
 
@@ -22,7 +26,7 @@ _PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 # Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
 _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
-_listeners: list[QueueListener] = []
+_listeners: list[BoundedQueueListener] = []
 service_name = "unknown"
 environment_name = "development"
 
@@ -87,7 +91,7 @@ def setup_logging(
     if queue_size > 0:
         records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
         front: list[logging.Handler] = [DroppingQueueHandler(records, formatter)]
-        listener = QueueListener(records, *handlers, respect_handler_level=True)
+        listener = BoundedQueueListener(records, *handlers, timeout=5.0)
         listener.start()
         _listeners.append(listener)
     else:
