@@ -1,0 +1,107 @@
+"""Every name, selector, threshold and window the dashboards read — tune them here, only here.
+
+Names (uids, metrics, labels, log fields) are fixed by DESIGN.md; thresholds are starting
+points an operator is expected to adjust. `validate()` runs before every build, so a broken
+value fails the build instead of producing a quietly wrong dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Datasource:
+    uid: str
+    type: str
+    name: str  # Grafana's alerting UI selects an Alertmanager by name, not uid
+
+
+# As config/grafana/provisioning/datasources creates them (uids fixed by DESIGN.md).
+PROMETHEUS = Datasource(uid="prometheus", type="prometheus", name="Prometheus")
+LOKI = Datasource(uid="loki", type="loki", name="Loki")
+ALERTMANAGER = Datasource(uid="alertmanager", type="alertmanager", name="Alertmanager")
+DATASOURCES = (PROMETHEUS, LOKI, ALERTMANAGER)
+
+# uid -> title. The order is the order of the dashboard links on every dashboard.
+DASHBOARDS = {
+    "service-overview": "corrstack / Service overview",
+    "errors": "corrstack / Errors",
+    "request-trace": "corrstack / Request trace",
+    "system-health": "corrstack / System health",
+    "business": "corrstack / Business",
+}
+TAGS = ("corrstack", "generated")
+TIME_FROM = "now-1h"
+REFRESH = "30s"
+
+# --- Prometheus selectors ---------------------------------------------------------------------
+# `service` is the scrape config's target label. `environment` is matched with `=~` and its
+# "All" value is `.*`, so a target without an environment label still matches.
+ALL_SERVICES = ".+"
+ALL_ROUTES = ".+"
+ALL_ENVIRONMENTS = ".*"
+SERVICE_MATCHERS = 'service=~"$service", environment=~"$environment"'
+ROUTE_MATCHERS = SERVICE_MATCHERS + ', route=~"$route"'
+# Where the variables' value lists come from.
+SERVICE_VALUES = 'label_values(up{environment=~"$environment"}, service)'
+ROUTE_VALUES = 'label_values(http_requests_total{service=~"$service"}, route)'
+ENVIRONMENT_VALUES = "label_values(up, environment)"
+
+SERVER_ERROR_STATUS = "5.."
+FIRING_ALERTS = 'ALERTS{alertstate="firing"}'
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+# The quantile whose query carries the exemplars: one query per panel, or every dot is drawn
+# once per quantile.
+EXEMPLAR_QUANTILE = 0.99
+
+# --- Loki selectors ---------------------------------------------------------------------------
+# Loki labels are service, environment and level only; request_id, user_id and trace_id stay in
+# the JSON line and are filtered in the pipeline (`|= "<id>" | json | request_id="<id>"`).
+SERVICE_STREAM = '{service=~"$service", environment=~"$environment"}'
+ERROR_STREAM = '{service=~"$service", environment=~"$environment", level=~"ERROR|CRITICAL"}'
+# request-trace follows one request through every service, whatever the service variable says.
+EVERY_SERVICE_STREAM = '{service=~".+"}'
+ACCESS_LOGGER = "corrstack.access"
+PERFORMANCE_LOGGER = "corrstack.performance"
+MAX_LOG_LINES = 1000
+
+# --- Thresholds (green below the first, yellow from it, red from the second) ------------------
+LATENCY_SECONDS = (0.5, 1.0)
+ERROR_RATIO = (0.01, 0.05)
+FD_USAGE_RATIO = (0.7, 0.9)
+RSS_BYTES = (512 * 1024**2, 1024**3)
+SCRAPE_SECONDS = (0.5, 2.0)
+# A request slower than this is listed on request-trace as a slow request.
+SLOW_REQUEST_MS = 500
+# A log_performance line slower than this is listed on system-health.
+SLOW_OPERATION_MS = 1000
+
+# --- Business ---------------------------------------------------------------------------------
+# `event_type` values written by instrumentation.business_events.
+ANALYSIS_COMPLETED = "analysis_completed"
+ANALYSIS_FAILED = "analysis_failed"
+ROUTINE_GENERATED = "routine_generated"
+COST_DAYS = "7d"
+# Active users are counted per bucket of this length (distinct user_id in each).
+ACTIVE_USERS_BUCKET = "5m"
+
+
+def validate() -> None:
+    """Raise ValueError on a value no dashboard could use."""
+    required_uids = {"service-overview", "errors", "business", "system-health", "request-trace"}
+    if set(DASHBOARDS) != required_uids:
+        raise ValueError(f"DASHBOARDS must have exactly the uids {sorted(required_uids)}")
+    for name, (warn, critical) in {
+        "LATENCY_SECONDS": LATENCY_SECONDS,
+        "ERROR_RATIO": ERROR_RATIO,
+        "FD_USAGE_RATIO": FD_USAGE_RATIO,
+        "RSS_BYTES": RSS_BYTES,
+        "SCRAPE_SECONDS": SCRAPE_SECONDS,
+    }.items():
+        if not 0 < warn < critical:
+            raise ValueError(f"{name}: need 0 < warning < critical, got {warn}, {critical}")
+    if not all(0 < q < 1 for q in LATENCY_QUANTILES) or EXEMPLAR_QUANTILE not in LATENCY_QUANTILES:
+        raise ValueError("LATENCY_QUANTILES must lie in (0, 1) and include EXEMPLAR_QUANTILE")
+    if min(SLOW_REQUEST_MS, SLOW_OPERATION_MS, MAX_LOG_LINES) <= 0:
+        raise ValueError("SLOW_REQUEST_MS, SLOW_OPERATION_MS and MAX_LOG_LINES must be positive")

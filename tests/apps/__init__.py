@@ -1,0 +1,1 @@
+"""Small apps that tests serve with a real uvicorn (`module:app`)."""
