@@ -25,6 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 _P99 = re.compile(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_COUNT = re.compile(r"^\s*(\d+) requests in ", re.MULTILINE)
 _FAILURES = re.compile(r"^\s*(Non-2xx or 3xx responses|Socket errors):.*$", re.MULTILINE)
 
 
@@ -32,6 +33,16 @@ _FAILURES = re.compile(r"^\s*(Non-2xx or 3xx responses|Socket errors):.*$", re.M
 class WrkResult:
     requests_per_second: float
     p99_ms: float
+    requests: int
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    requests_per_second: float
+    p99_ms: float
+    # CPU the uvicorn process spent per request: unlike req/s, other load on the machine does
+    # not stretch it, so it is the steadier figure on a shared host.
+    server_cpu_us_per_request: float
 
 
 def wrk_available() -> bool:
@@ -43,10 +54,18 @@ def parse_wrk(output: str) -> WrkResult:
     failures = _FAILURES.search(output)
     if failures:
         raise RuntimeError(f"wrk saw failed requests: {failures.group().strip()}")
-    rate, p99 = _RATE.search(output), _P99.search(output)
-    if rate is None or p99 is None:
+    rate, p99, count = _RATE.search(output), _P99.search(output), _COUNT.search(output)
+    if rate is None or p99 is None or count is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    return WrkResult(float(rate.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)])
+    return WrkResult(
+        float(rate.group(1)), float(p99.group(1)) * _UNIT_MS[p99.group(2)], int(count.group(1))
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -87,7 +106,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def load_app(name: str, duration_s: int, connections: int = 50) -> WrkResult:
+def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
     """Serve app `name` with uvicorn, run `wrk -t1 -c50 -d<duration>s --latency`, stop it."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
@@ -114,6 +133,7 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> WrkResult:
     )
     try:
         _wait_ready(server, url)
+        cpu_before = process_cpu_seconds(server.pid)
         wrk = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", url],
             capture_output=True,
@@ -121,6 +141,8 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> WrkResult:
             timeout=duration_s + 30,
             check=True,
         )
+        cpu = process_cpu_seconds(server.pid) - cpu_before
     finally:
         _stop(server)
-    return parse_wrk(wrk.stdout)
+    result = parse_wrk(wrk.stdout)
+    return HttpResult(result.requests_per_second, result.p99_ms, cpu * 1e6 / result.requests)

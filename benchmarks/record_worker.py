@@ -13,10 +13,10 @@ import os
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar
-from time import perf_counter_ns
+from time import perf_counter_ns, process_time_ns
 from typing import Any
 
-from benchmarks.worker_result import emit
+from benchmarks.worker_result import Timing, emit
 
 MESSAGE = "Routine generated"
 CONTEXT = {
@@ -160,17 +160,17 @@ FORMATTERS: dict[str, Callable[[], Callable[[], None]]] = {
 }
 
 
-def time_records(write: Callable[[], None], records: int, chunks: int) -> list[float]:
-    """µs per record of each of `chunks` timed batches, after a warm-up batch."""
+def time_records(write: Callable[[], None], records: int, chunks: int) -> list[Timing]:
+    """CPU and wall µs per record of each of `chunks` timed batches, after a warm-up batch."""
     batch = max(1, records // chunks)
     for _ in range(batch):
         write()
-    per_chunk: list[float] = []
+    per_chunk: list[Timing] = []
     for _ in range(chunks):
-        start = perf_counter_ns()
+        cpu, wall = process_time_ns(), perf_counter_ns()
         for _ in range(batch):
             write()
-        per_chunk.append((perf_counter_ns() - start) / batch / 1000)
+        per_chunk.append(Timing.per_operation(cpu, wall, batch))
     return per_chunk
 
 

@@ -35,22 +35,27 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def inprocess_summary(rounds: dict[str, list[float]]) -> dict[str, Any]:
-    """µs/request (median of rounds), overhead over bare, corrstack's overhead ÷ each one's."""
-    medians = {name: statistics.median(values) for name, values in rounds.items()}
+def _median(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.median(result[key] for result in rounds)
+
+
+def inprocess_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """CPU µs/request (median of rounds), overhead over bare, corrstack's overhead ÷ each one's."""
+    medians = {name: _median(results, "cpu_us") for name, results in rounds.items()}
     bare = medians.get(BARE)
     overheads = {name: None if bare is None else us - bare for name, us in medians.items()}
     ours = overheads.get(OURS)
     apps = {
         name: {
             "us_per_request": medians[name],
+            "wall_us_per_request": _median(results, "wall_us"),
             "overhead_us": overheads[name],
             "corrstack_overhead_ratio": (
                 None if name in (BARE, OURS) else _ratio(ours, overheads[name])
             ),
-            "rounds_us": values,
+            "rounds": results,
         }
-        for name, values in rounds.items()
+        for name, results in rounds.items()
     }
     return {"apps": apps}
 
@@ -59,8 +64,8 @@ def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     """req/s and p99 (medians of rounds), each as a ratio to bare."""
     medians = {
         name: {
-            key: statistics.median(result[key] for result in results)
-            for key in ("requests_per_second", "p99_ms")
+            key: _median(results, key)
+            for key in ("requests_per_second", "p99_ms", "server_cpu_us_per_request")
         }
         for name, results in rounds.items()
     }
@@ -79,16 +84,17 @@ def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     return {"apps": apps}
 
 
-def records_summary(rounds: dict[str, list[float]], baseline: str) -> dict[str, Any]:
-    """µs/record (median of rounds) and each as a ratio to the stdlib Formatter."""
-    medians = {name: statistics.median(values) for name, values in rounds.items()}
+def records_summary(rounds: dict[str, list[dict[str, float]]], baseline: str) -> dict[str, Any]:
+    """CPU µs/record (median of rounds) and each as a ratio to the stdlib Formatter."""
+    medians = {name: _median(results, "cpu_us") for name, results in rounds.items()}
     base = medians.get(baseline)
     return {
         "formatters": {
             name: {
                 "us_per_record": us,
+                "wall_us_per_record": _median(rounds[name], "wall_us"),
                 "vs_stdlib": _ratio(us, base),
-                "rounds_us": rounds[name],
+                "rounds": rounds[name],
             }
             for name, us in medians.items()
         }
@@ -144,41 +150,42 @@ def markdown(results: dict[str, Any]) -> str:
     out: list[str] = []
     if "inprocess" in results:
         out += [
-            "### Per request, in-process (ASGI call, no sockets)",
+            "### Per request, in-process (ASGI call, no sockets; CPU µs, median of rounds)",
             "",
-            "| app | µs/request | overhead µs | corrstack overhead ÷ this |",
-            "|---|---:|---:|---:|",
+            "| app | µs/request | wall µs | overhead µs | corrstack overhead ÷ this |",
+            "|---|---:|---:|---:|---:|",
         ]
         for name, app in results["inprocess"]["apps"].items():
             out.append(
-                f"| {name} | {_num(app['us_per_request'])} | {_num(app['overhead_us'])} "
-                f"| {_num(app['corrstack_overhead_ratio'], 2)} |"
+                f"| {name} | {_num(app['us_per_request'])} | {_num(app['wall_us_per_request'])} "
+                f"| {_num(app['overhead_us'])} | {_num(app['corrstack_overhead_ratio'], 2)} |"
             )
         out.append("")
     if "http" in results:
         out += [
             "### Over HTTP (uvicorn, 1 worker; wrk -t1 -c50)",
             "",
-            "| app | req/s | ÷ bare | p99 ms | ÷ bare |",
-            "|---|---:|---:|---:|---:|",
+            "| app | req/s | ÷ bare | p99 ms | ÷ bare | server CPU µs/request |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, app in results["http"]["apps"].items():
             out.append(
                 f"| {name} | {_num(app['requests_per_second'], 0)} "
                 f"| {_num(app['throughput_vs_bare'], 2)} | {_num(app['p99_ms'], 2)} "
-                f"| {_num(app['p99_vs_bare'], 2)} |"
+                f"| {_num(app['p99_vs_bare'], 2)} | {_num(app['server_cpu_us_per_request'])} |"
             )
         out.append("")
     if "records" in results:
         out += [
-            "### Per log record (logging handler to /dev/null)",
+            "### Per log record (logging handler to /dev/null; CPU µs, median of rounds)",
             "",
-            "| formatter | µs/record | ÷ stdlib Formatter |",
-            "|---|---:|---:|",
+            "| formatter | µs/record | wall µs | ÷ stdlib Formatter |",
+            "|---|---:|---:|---:|",
         ]
         for name, formatter in results["records"]["formatters"].items():
             out.append(
                 f"| {name} | {_num(formatter['us_per_record'], 2)} "
+                f"| {_num(formatter['wall_us_per_record'], 2)} "
                 f"| {_num(formatter['vs_stdlib'], 2)} |"
             )
         out.append("")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from time import perf_counter_ns
+from time import perf_counter_ns, process_time_ns
 from typing import Any
 
 from starlette.types import ASGIApp, Message
 
 from benchmarks.apps import REQUEST_PATH, build
-from benchmarks.worker_result import emit
+from benchmarks.worker_result import Timing, emit
 
 _HEADERS = [
     (b"host", b"127.0.0.1:8000"),
@@ -64,18 +64,18 @@ async def check_route(app: ASGIApp) -> None:
         raise SystemExit(f"{REQUEST_PATH} answered {statuses}, not [200]")
 
 
-async def time_requests(app: ASGIApp, requests: int, chunks: int) -> list[float]:
-    """µs per request of each of `chunks` timed batches, after a warm-up batch."""
+async def time_requests(app: ASGIApp, requests: int, chunks: int) -> list[Timing]:
+    """CPU and wall µs per request of each of `chunks` timed batches, after a warm-up batch."""
     await check_route(app)
     batch = max(1, requests // chunks)
     for _ in range(batch):
         await app(fresh_scope(), _receive, _discard)
-    per_chunk: list[float] = []
+    per_chunk: list[Timing] = []
     for _ in range(chunks):
-        start = perf_counter_ns()
+        cpu, wall = process_time_ns(), perf_counter_ns()
         for _ in range(batch):
             await app(fresh_scope(), _receive, _discard)
-        per_chunk.append((perf_counter_ns() - start) / batch / 1000)
+        per_chunk.append(Timing.per_operation(cpu, wall, batch))
     return per_chunk
 
 

@@ -34,8 +34,9 @@ def interleaved(
     return results
 
 
-def run_worker(module: str, name: str, count: int, chunks: int) -> float:
-    """Run `python -m <module> name count chunks` in a fresh process; its µs per operation."""
+def run_worker(module: str, name: str, count: int, chunks: int) -> dict[str, float]:
+    """Run `python -m <module> name count chunks` in a fresh process; its CPU and wall µs per
+    operation."""
     done = subprocess.run(
         [sys.executable, "-m", module, name, str(count), str(chunks)],
         cwd=PROJECT_ROOT,
@@ -46,4 +47,5 @@ def run_worker(module: str, name: str, count: int, chunks: int) -> float:
     )
     if done.returncode != 0:
         raise RuntimeError(f"{module} {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return float(parse(done.stdout)["us"])
+    result = parse(done.stdout)
+    return {"cpu_us": float(result["us"]), "wall_us": float(result["wall_us"])}

@@ -52,9 +52,16 @@ def test_inprocess_and_record_parts_measure_every_app_and_formatter(tmp_path: Pa
     formatters = results["records"]["formatters"]
     assert set(apps) == set(APPS)
     assert set(formatters) == set(FORMATTERS)
-    bad = {name: app for name, app in apps.items() if not positive(app["us_per_request"])}
-    bad |= {name: f for name, f in formatters.items() if not positive(f["us_per_record"])}
-    assert not bad
+    figures = {
+        (name, key): app[key]
+        for name, app in apps.items()
+        for key in ("us_per_request", "wall_us_per_request")
+    } | {
+        (name, key): formatter[key]
+        for name, formatter in formatters.items()
+        for key in ("us_per_record", "wall_us_per_record")
+    }
+    assert all(positive(value) for value in figures.values()), figures
     assert all(math.isfinite(app["overhead_us"]) for app in apps.values())
     verdicts = {target["name"]: target["verdict"] for target in results["targets"]}
     assert len(verdicts) == 4 and "HTTP throughput ÷ bare" in verdicts
@@ -73,7 +80,13 @@ def test_http_part_loads_bare_and_corrstack_under_uvicorn(tmp_path: Path) -> Non
     figures = {
         (name, key): app[key]
         for name, app in apps.items()
-        for key in ("requests_per_second", "p99_ms", "throughput_vs_bare", "p99_vs_bare")
+        for key in (
+            "requests_per_second",
+            "p99_ms",
+            "server_cpu_us_per_request",
+            "throughput_vs_bare",
+            "p99_vs_bare",
+        )
     }
     assert all(positive(value) for value in figures.values()), figures
 
@@ -94,7 +107,7 @@ Transfer/sec:    932.12KB
 
 def test_wrk_output_is_read_with_its_units() -> None:
     result = parse_wrk(WRK_OUTPUT)
-    assert (result.requests_per_second, result.p99_ms) == (5012.34, 0.85)
+    assert (result.requests_per_second, result.p99_ms, result.requests) == (5012.34, 0.85, 5021)
 
 
 def test_wrk_output_with_failed_requests_is_an_error() -> None:
