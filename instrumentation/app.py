@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
+    GCCollector,
     PlatformCollector,
     ProcessCollector,
 )
@@ -40,9 +41,10 @@ def _register_collectors(registry: CollectorRegistry) -> None:
     if id(registry) in _registries_with_collectors:
         return
     _registries_with_collectors.add(id(registry))
-    if registry is not REGISTRY:  # the global registry has process/platform already
+    if registry is not REGISTRY:  # the global registry has these already
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
     registry.register(LogAccountingCollector())
 
 

@@ -136,6 +136,8 @@ class CorrelationMiddleware:
             gauge.dec()
             duration = perf_counter() - start
             route = route_template(scope)
+            if route == UNMATCHED:  # a plain Starlette route under FastAPI's router (/metrics)
+                route = gauge_route
             self._record(method, route, status, duration, request_id, trace_id)
             self._access_line(scope, method, route, status, duration, user_agent, error)
             for var, token in zip(

@@ -343,3 +343,23 @@ def test_error_tracker_logs_each_error_with_its_context(
         record["error_type"] == "ConnectionError" and "downstream refused" in record["stacktrace"]
     )
     assert record["attempt"] == 2
+
+
+def test_metrics_scrapes_are_labelled_with_their_route_not_unmatched(
+    registry: CollectorRegistry, log_capture: LogCapture
+) -> None:
+    app = make_app(registry)
+    scrape(app)
+    scrape(app)
+    labels = {"method": "GET", "route": "/metrics", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", labels) == 2
+    unmatched = {"method": "GET", "route": "unmatched", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", unmatched) is None
+
+
+def test_a_custom_registry_gets_process_platform_and_gc_collectors(
+    registry: CollectorRegistry, log_capture: LogCapture
+) -> None:
+    text = scrape(make_app(registry), accept="text/plain").text
+    for name in ("process_open_fds", "python_info", "python_gc_collections_total"):
+        assert re.search(rf"^{name}", text, re.M), name
