@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from instrumentation import context
+from instrumentation.metrics import use_registry
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -71,3 +73,12 @@ def log_capture() -> LogCapture:
     stream = io.StringIO()
     setup_logging(service="test-svc", environment="test", level="INFO", stream=stream)
     return LogCapture(stream)
+
+
+@pytest.fixture
+def registry() -> Iterator[CollectorRegistry]:
+    """A fresh registry that business events, timings and the error tracker also write to."""
+    registry = CollectorRegistry()
+    use_registry(registry)
+    yield registry
+    use_registry(None)

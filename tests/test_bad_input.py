@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from instrumentation import get_logger, instrument_app, setup_logging
 from instrumentation.ids import valid_id_bytes
+from tests.support.asgi import call_raw
 
 UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -45,36 +46,6 @@ def build_app() -> tuple[FastAPI, io.StringIO, CollectorRegistry]:
     return app, stream, registry
 
 
-async def call(
-    app: Any, headers: list[tuple[bytes, bytes]], path: str = "/api/user/u-1/routine"
-) -> tuple[int, dict[bytes, bytes]]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode("utf-8", "surrogatepass"),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    return start["status"], dict(start["headers"])
-
-
 def assert_safe_log(text: str, *forbidden: str) -> list[dict[str, Any]]:
     records = []
     for line in text.splitlines():
@@ -87,7 +58,7 @@ def assert_safe_log(text: str, *forbidden: str) -> list[dict[str, Any]]:
 
 def check_id_header(raw: bytes) -> None:
     app, stream, registry = build_app()
-    status, headers = asyncio.run(call(app, [(b"x-correlation-id", raw)]))
+    status, headers = asyncio.run(call_raw(app, [(b"x-correlation-id", raw)]))
     assert status == 200
     echoed = headers[b"x-correlation-id"]
     if valid_id_bytes(raw):
@@ -149,7 +120,7 @@ USER_IDS = {
 @pytest.mark.parametrize("user_id", USER_IDS.values(), ids=USER_IDS.keys())
 def test_named_corpus_of_path_user_ids(user_id: str) -> None:
     app, stream, _ = build_app()
-    status, _ = asyncio.run(call(app, [], path=f"/api/user/{user_id}/routine"))
+    status, _ = asyncio.run(call_raw(app, [], path=f"/api/user/{user_id}/routine"))
     assert status == 200
     records = assert_safe_log(stream.getvalue(), "eyJzdWIiOiIxIn0")
     for record in records:
@@ -175,7 +146,7 @@ def test_secret_fields_never_reach_the_line(fields: dict[str, str], secret: str)
 
 def test_a_bearer_token_in_an_authorization_header_is_not_logged() -> None:
     app, stream, _ = build_app()
-    status, _ = asyncio.run(call(app, [(b"authorization", b"Bearer very-secret-token-1")]))
+    status, _ = asyncio.run(call_raw(app, [(b"authorization", b"Bearer very-secret-token-1")]))
     assert status == 200
     assert_safe_log(stream.getvalue(), "very-secret-token-1")
 
@@ -210,7 +181,7 @@ def test_fuzzed_textual_correlation_ids(text: str) -> None:
 )
 def test_fuzzed_traceparent(raw: bytes) -> None:
     app, stream, _ = build_app()
-    status, _ = asyncio.run(call(app, [(b"traceparent", raw)]))
+    status, _ = asyncio.run(call_raw(app, [(b"traceparent", raw)]))
     assert status == 200
     for record in assert_safe_log(stream.getvalue()):
         if record["trace_id"]:
@@ -221,7 +192,7 @@ def test_fuzzed_traceparent(raw: bytes) -> None:
 @given(st.text(max_size=300).filter(lambda s: "/" not in s and s not in ("", ".", "..")))
 def test_fuzzed_path_user_ids(user_id: str) -> None:
     app, stream, _ = build_app()
-    status, _ = asyncio.run(call(app, [], path=f"/api/user/{user_id}/routine"))
+    status, _ = asyncio.run(call_raw(app, [], path=f"/api/user/{user_id}/routine"))
     assert status in (200, 404)
     assert_safe_log(stream.getvalue())
 

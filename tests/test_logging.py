@@ -11,22 +11,7 @@ import pytest
 
 from instrumentation import bind_context, get_logger, setup_logging
 from tests.conftest import LogCapture
-
-DESIGN_FIELDS = {
-    "timestamp",
-    "level",
-    "logger",
-    "message",
-    "service",
-    "environment",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "module",
-    "function",
-    "line",
-}
-RFC3339_MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+from tests.support.log_fields import DESIGN_FIELDS, RFC3339_MS_UTC
 
 
 def test_a_line_has_every_design_field_and_a_utc_millisecond_timestamp(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -23,19 +22,10 @@ from instrumentation import (
     instrument_app,
     log_performance,
 )
-from instrumentation.metrics import use_registry
 from tests.conftest import LogCapture
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    use_registry(registry)
-    yield registry
-    use_registry(None)
 
 
 def make_app(registry: CollectorRegistry) -> FastAPI:

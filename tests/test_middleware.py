@@ -22,6 +22,7 @@ from instrumentation import (
     instrument_app,
 )
 from tests.conftest import LogCapture
+from tests.support.asgi import call_raw
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
@@ -67,11 +68,6 @@ def make_app(registry: CollectorRegistry) -> FastAPI:
         return {**seen, "self": current_context()["trace_id"]}
 
     return app
-
-
-@pytest.fixture
-def registry() -> CollectorRegistry:
-    return CollectorRegistry()
 
 
 @pytest.fixture
@@ -250,36 +246,6 @@ BAD_IDS = [
     b"esc\x1b[31m",
     b"\xff\xfe latin-1",
 ]
-
-
-async def call_raw(
-    app: Any, headers: list[tuple[bytes, bytes]], path: str = "/api/user/u-1/routine"
-) -> tuple[int, dict[bytes, bytes]]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    return start["status"], dict(start["headers"])
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=lambda b: repr(b[:20]))

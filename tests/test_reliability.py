@@ -7,7 +7,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from instrumentation import accounting, instrument_app, setup_logging
 from instrumentation.alert_sender import AlertSender
 from instrumentation.logging_setup import shutdown_logging
-from instrumentation.metrics import use_registry
 
 
 def drops(sink: str) -> int:
@@ -100,14 +98,6 @@ def test_a_formatter_that_raises_drops_the_record_and_counts_it() -> None:
     before = drops("stream")
     logging.getLogger("tests").error("this cannot be formatted")  # must not raise
     assert drops("stream") == before + 1
-
-
-@pytest.fixture
-def registry() -> Iterator[CollectorRegistry]:
-    registry = CollectorRegistry()
-    use_registry(registry)
-    yield registry
-    use_registry(None)
 
 
 @pytest.mark.parametrize(

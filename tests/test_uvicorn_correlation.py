@@ -13,26 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.log_fields import DESIGN_FIELDS, RFC3339_MS_UTC
 from tests.support.processes import free_port, running, stop, uvicorn_cmd, wait_http_ok
 from tests.support.stack import serve_app
 
 pytestmark = pytest.mark.integration
 APP = "tests.apps.correlation_app:app"
-DESIGN_FIELDS = {
-    "timestamp",
-    "level",
-    "logger",
-    "message",
-    "service",
-    "environment",
-    "request_id",
-    "trace_id",
-    "span_id",
-    "module",
-    "function",
-    "line",
-}
-RFC3339_MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def read_lines(path: Path) -> list[dict[str, object]]:

@@ -39,6 +39,18 @@ def stop_server(url: str) -> None:
     stop(_servers[url])
 
 
+@contextmanager
+def _ready_server(cmd: list[str], url: str, log_path: Path) -> Iterator[None]:
+    """Run `cmd` until the block ends; ready once `url/-/ready` answers 200."""
+    with running(cmd, log_path=log_path) as process:
+        _servers[url] = process
+        try:
+            wait_http_ok(f"{url}/-/ready", timeout=30)
+            yield
+        finally:
+            del _servers[url]
+
+
 def alertmanager_binary() -> str:
     for name in ALERTMANAGER_BINARIES:
         if shutil.which(name):
@@ -112,13 +124,8 @@ def prometheus(
         "--enable-feature=exemplar-storage",
         "--rules.alert.resend-delay=1s",
     ]
-    with running(cmd, log_path=tmp_path / "prometheus.out") as process:
-        _servers[url] = process
-        try:
-            wait_http_ok(f"{url}/-/ready", timeout=30)
-            yield url
-        finally:
-            del _servers[url]
+    with _ready_server(cmd, url, tmp_path / "prometheus.out"):
+        yield url
 
 
 def wait_for_scrape(prometheus_url: str, service: str, timeout: float = 60.0) -> None:
@@ -153,13 +160,8 @@ def alertmanager(tmp_path: Path, config: Mapping[str, Any]) -> Iterator[str]:
         f"--web.external-url={url}",
         "--cluster.listen-address=",
     ]
-    with running(cmd, log_path=tmp_path / "alertmanager.out") as process:
-        _servers[url] = process
-        try:
-            wait_http_ok(f"{url}/-/ready", timeout=30)
-            yield url
-        finally:
-            del _servers[url]
+    with _ready_server(cmd, url, tmp_path / "alertmanager.out"):
+        yield url
 
 
 @dataclass
