@@ -5,7 +5,9 @@
     python -m benchmarks.stack_summary req.txt --under CorrelationMiddleware.__call__
 
 `--under` keeps the samples whose stack passes through that function, so start-up and the
-benchmark loop itself do not count; percentages are of those samples.
+benchmark loop itself do not count; `--exclude` drops those that also pass through another
+(`--exclude ServerErrorMiddleware.__call__` leaves corrstack's own share). Percentages are of
+the samples kept.
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ def _function(frame: str) -> str:
     return _LINE_NUMBER.sub(")", frame.strip())
 
 
-def summarise(raw: str, under: str | None) -> tuple[int, Counter[str], Counter[str]]:
+def _passes(frames: list[str], function: str) -> int | None:
+    return next((i for i, frame in enumerate(frames) if frame.startswith(function + " ")), None)
+
+
+def summarise(
+    raw: str, under: str | None, exclude: str | None = None
+) -> tuple[int, Counter[str], Counter[str]]:
     """(samples kept, self samples by function, inclusive samples by function)."""
     total = 0
     own: Counter[str] = Counter()
@@ -35,10 +43,12 @@ def summarise(raw: str, under: str | None) -> tuple[int, Counter[str], Counter[s
             continue
         frames = [_function(frame) for frame in stack.split(";")]
         if under is not None:
-            starts = [i for i, frame in enumerate(frames) if frame.startswith(under + " ")]
-            if not starts:
+            start = _passes(frames, under)
+            if start is None:
                 continue
-            frames = frames[starts[0] :]
+            frames = frames[start:]
+        if exclude is not None and _passes(frames, exclude) is not None:
+            continue
         count = int(count_text)
         total += count
         own[frames[-1]] += count
@@ -47,11 +57,15 @@ def summarise(raw: str, under: str | None) -> tuple[int, Counter[str], Counter[s
     return total, own, inclusive
 
 
-def report(raw: str, under: str | None, top: int) -> str:
-    total, own, inclusive = summarise(raw, under)
+def report(raw: str, under: str | None, exclude: str | None, top: int) -> str:
+    total, own, inclusive = summarise(raw, under, exclude)
     if total == 0:
         return "no samples matched\n"
-    lines = [f"{total} samples" + (f" under {under}" if under else "")]
+    lines = [
+        f"{total} samples"
+        + (f" under {under}" if under else "")
+        + (f" not under {exclude}" if exclude else "")
+    ]
     for title, counts in (("self", own), ("inclusive", inclusive)):
         lines.append(f"\ntop {top} by {title} time:")
         for function, count in counts.most_common(top):
@@ -63,9 +77,10 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stack_summary")
     parser.add_argument("raw", type=Path, help="py-spy --format raw output")
     parser.add_argument("--under", help="only samples below this function (name as py-spy shows)")
+    parser.add_argument("--exclude", help="drop samples that also pass through this function")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
-    sys.stdout.write(report(args.raw.read_text(), args.under, args.top))
+    sys.stdout.write(report(args.raw.read_text(), args.under, args.exclude, args.top))
 
 
 if __name__ == "__main__":
