@@ -17,6 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from instrumentation.access_record import AccessRecords
 from instrumentation.context import (
     request_id_var,
     scope_var,
@@ -90,6 +91,7 @@ class CorrelationMiddleware:
         self._in_progress = metrics.http_requests_in_progress
         self._resolver = RouteResolver(routes) if routes is not None else None
         self._quiet_paths = frozenset(quiet_paths)
+        self._access = AccessRecords(_log)
         # Metric children, cached: one dict lookup per request instead of `.labels()`.
         self._counter_children: dict[tuple[str, str, int], Any] = {}
         self._histogram_children: dict[tuple[str, str], Any] = {}
@@ -199,6 +201,6 @@ class CorrelationMiddleware:
                 fields["error_message"] = clean_text(str(error))
             else:
                 exc_info = (type(error), error, error.__traceback__)
-        _log.log(level, "%s %s %s", method, path, status, extra=fields, exc_info=exc_info)
+        self._access.emit(level, f"{method} {path} {status}", fields, exc_info)
         if error is not None:
             mark_logged(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -300,3 +301,26 @@ async def test_an_exception_logged_by_the_app_is_not_dropped_nor_stacked_twice(
     assert with_stack == ["corrstack.errors", "tests.app"]
     (access,) = log_capture.by_logger("corrstack.access")
     assert (access["status"], access["error_type"]) == (500, "TimeoutError")
+
+
+async def test_the_access_record_is_complete_for_any_handler(
+    client: httpx.AsyncClient, log_capture: LogCapture
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(created)f %(relativeCreated)d %(name)s %(levelname)s %(levelno)d "
+            "%(pathname)s %(filename)s %(module)s %(funcName)s %(lineno)d %(process)d "
+            "%(processName)s %(thread)d %(threadName)s %(message)s %(route)s"
+        )
+    )
+    access = logging.getLogger("corrstack.access")
+    access.addHandler(handler)
+    try:
+        await client.get("/api/user/u-3/routine")
+    finally:
+        access.removeHandler(handler)
+    line = stream.getvalue()
+    assert " corrstack.access INFO 20 " in line
+    assert line.rstrip().endswith("GET /api/user/u-3/routine 200 /api/user/{user_id}/routine")
