@@ -7,8 +7,10 @@ import contextlib
 import errno
 import logging
 import logging.handlers
+import os
 import queue
 import sys
+import time
 from typing import TextIO
 
 from instrumentation.accounting import count_drop
@@ -34,49 +36,103 @@ class _CountingErrors(logging.Handler):
         count_drop(self.sink, _reason(sys.exc_info()[1]))
 
 
-class SafeStreamHandler(_CountingErrors, logging.StreamHandler[TextIO]):
-    """stdout/stderr handler; a closed or broken pipe drops and counts records."""
+class StreamSink:
+    """stdout/stderr: a closed or broken pipe makes every later write fail, each one counted."""
 
-    sink = "stream"
+    name = "stream"
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        logging.StreamHandler.__init__(self, stream)
+    def __init__(self, stream: TextIO, formatter: logging.Formatter | None = None) -> None:
+        self.stream = stream
+        self.formatter = formatter
 
-
-class SafeFileHandler(_CountingErrors, logging.handlers.WatchedFileHandler):
-    """Log-file handler that follows external rotation (logrotate, copytruncate aside).
-
-    An unwritable path or a full disk never raises: the file is opened lazily, and every record
-    it cannot take is counted as dropped.
-    """
-
-    sink = "file"
-
-    def __init__(self, filename: str) -> None:
-        logging.handlers.WatchedFileHandler.__init__(self, filename, encoding="utf-8", delay=True)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if self.stream is None and self._open_failed():
-                count_drop(self.sink, "open_failed")
-                return
-            logging.handlers.WatchedFileHandler.emit(self, record)
-        except Exception:
-            self.handleError(record)
+    def write(self, line: str) -> None:
+        self.stream.write(line)
+        self.stream.flush()
 
     def close(self) -> None:
-        try:
-            logging.handlers.WatchedFileHandler.close(self)
-        except (OSError, ValueError) as error:  # the last flush on a full disk
-            count_drop(self.sink, _reason(error))
+        pass  # not ours to close
 
-    def _open_failed(self) -> bool:
+
+class FileSink:
+    """A log file that follows external rotation (logrotate's rename; copytruncate aside).
+
+    Opened on first write. Whether the path still names the open file is checked at most once
+    a second — a stat per line would cost more than the line — so after a rotation at most a
+    second of lines still lands in the renamed file, none is lost.
+    """
+
+    name = "file"
+    recheck_seconds = 1.0
+
+    def __init__(self, path: str, formatter: logging.Formatter | None = None) -> None:
+        self.path = os.path.abspath(path)
+        self.formatter = formatter
+        self._file: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
+        self._next_check = 0.0
+
+    def write(self, line: str) -> None:
+        now = time.monotonic()
+        if self._file is None or now >= self._next_check:
+            self._next_check = now + self.recheck_seconds
+            self._reopen_if_rotated()
+        assert self._file is not None
+        self._file.write(line)
+        self._file.flush()
+
+    def _reopen_if_rotated(self) -> None:
         try:
-            self.stream = self._open()
-        except OSError:
-            return True
-        self._statstream()
-        return False
+            stat = os.stat(self.path)
+            identity: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            identity = None
+        if self._file is not None and identity is not None and identity == self._identity:
+            return
+        self.close()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+        stat = os.fstat(self._file.fileno())
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def close(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except (OSError, ValueError) as error:  # the last flush on a full disk
+                count_drop(self.name, _reason(error))
+
+
+Sink = StreamSink | FileSink
+
+
+class SinkHandler(logging.Handler):
+    """One handler for every sink: filters run once and each line is rendered once.
+
+    A sink that fails (disk full, closed pipe, unwritable path) drops the line and counts it;
+    the others still get it, and the caller never sees the error.
+    """
+
+    def __init__(self, sinks: list[Sink], formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.sinks = sinks
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for sink in self.sinks:
+            try:
+                formatter = sink.formatter or self.formatter
+                assert formatter is not None
+                sink.write(formatter.format(record) + "\n")
+            except Exception as error:
+                count_drop(sink.name, _reason(error))
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        count_drop("handler", _reason(sys.exc_info()[1]))
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        super().close()
 
 
 class DroppingQueueHandler(_CountingErrors, logging.handlers.QueueHandler):
@@ -121,3 +177,5 @@ class BoundedQueueListener(logging.handlers.QueueListener):
             self.queue.put(self._sentinel, timeout=self.timeout)  # type: ignore[attr-defined]
         thread.join(self.timeout)
         self._thread = None
+        for handler in self.handlers:
+            handler.close()

@@ -18,6 +18,11 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def new_ids() -> str:
+    """80 lowercase hex characters: a request id, a trace id and a span id (32 + 32 + 16)."""
+    return os.urandom(40).hex()
+
+
 def new_trace_id() -> str:
     return os.urandom(16).hex()
 

@@ -13,8 +13,10 @@ from typing import Literal, TextIO
 from instrumentation.handlers import (
     BoundedQueueListener,
     DroppingQueueHandler,
-    SafeFileHandler,
-    SafeStreamHandler,
+    FileSink,
+    Sink,
+    SinkHandler,
+    StreamSink,
 )
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
@@ -70,36 +72,30 @@ def setup_logging(
     )
     if queue_size is None:
         queue_size = int(os.environ.get("LOG_QUEUE_SIZE") or 0)
-    handlers: list[logging.Handler] = [SafeStreamHandler(stream or sys.stdout)]
+    sinks: list[Sink] = [StreamSink(stream or sys.stdout)]
     if log_file:
-        # A missing directory is created; one that cannot be is not fatal: the file handler
-        # then counts every record it cannot write as dropped.
+        # A missing directory is created; one that cannot be is not fatal: the file sink then
+        # counts every line it cannot write as dropped.
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(SafeFileHandler(log_file))
-        if chosen == "console":  # the file is for the shipper: always JSON
-            file_formatter: logging.Formatter = JsonFormatter(service_name, environment_name)
-            handlers[-1].setFormatter(file_formatter)
-
-    for handler in handlers:
-        if handler.formatter is None:
-            handler.setFormatter(formatter)
+        # The file is for the shipper: always JSON, whatever the console shows.
+        file_formatter = None if chosen == "json" else JsonFormatter(service_name, environment_name)
+        sinks.append(FileSink(log_file, file_formatter))
+    handler = SinkHandler(sinks, formatter)
 
     root = logging.getLogger()
     _remove_previous(root)
     correlation = CorrelationFilter()
+    front: logging.Handler = handler
     if queue_size > 0:
         records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
-        front: list[logging.Handler] = [DroppingQueueHandler(records, formatter)]
-        listener = BoundedQueueListener(records, *handlers, timeout=5.0)
+        front = DroppingQueueHandler(records, formatter)
+        listener = BoundedQueueListener(records, handler, timeout=5.0)
         listener.start()
         _listeners.append(listener)
-    else:
-        front = handlers
-    for handler in front:
-        setattr(handler, _MARK, True)
-        handler.addFilter(correlation)
-        root.addHandler(handler)
+    setattr(front, _MARK, True)
+    front.addFilter(correlation)
+    root.addHandler(front)
     root.setLevel(level.upper() if isinstance(level, str) else level)
 
     for name in _PROPAGATING_LOGGERS:

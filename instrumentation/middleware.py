@@ -24,13 +24,7 @@ from instrumentation.context import (
     span_id_var,
     trace_id_var,
 )
-from instrumentation.ids import (
-    new_request_id,
-    new_span_id,
-    new_trace_id,
-    parse_traceparent,
-    valid_id_bytes,
-)
+from instrumentation.ids import new_ids, parse_traceparent, valid_id_bytes
 from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.metrics import metrics_for
 from instrumentation.routes import UNMATCHED, RouteResolver, route_template
@@ -44,8 +38,10 @@ _log = logging.getLogger("corrstack.access")
 _warn = logging.getLogger("corrstack.correlation")
 
 
-def _request_ids(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str, bytes | None, str]:
-    """(request_id, trace_id, rejected header name or None, user agent) from request headers."""
+def _request_ids(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[str, str, str, bytes | None, str]:
+    """(request_id, trace_id, span_id, rejected header name or None, user agent)."""
     raw_id: bytes | None = None
     id_header = b""
     traceparent: bytes | None = None
@@ -57,16 +53,17 @@ def _request_ids(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str, byte
             traceparent = value
         elif name == b"user-agent":
             user_agent = value
+    fresh = new_ids()  # one random draw for all three: request_id, trace_id, span_id
     rejected = None
     if raw_id is not None and valid_id_bytes(raw_id):
         request_id = raw_id.decode("ascii")
     else:
-        request_id = new_request_id()
+        request_id = fresh[:32]
         if raw_id is not None:
             rejected = id_header
     parent = parse_traceparent(traceparent) if traceparent is not None else None
-    trace_id = parent.trace_id if parent is not None else new_trace_id()
-    return request_id, trace_id, rejected, user_agent.decode("latin-1")
+    trace_id = parent.trace_id if parent is not None else fresh[32:64]
+    return request_id, trace_id, fresh[64:], rejected, user_agent.decode("latin-1")
 
 
 class CorrelationMiddleware:
@@ -102,11 +99,11 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
-        request_id, trace_id, rejected, user_agent = _request_ids(scope["headers"])
+        request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
         tokens = (
             request_id_var.set(request_id),
             trace_id_var.set(trace_id),
-            span_id_var.set(new_span_id()),
+            span_id_var.set(span_id),
             scope_var.set(scope),
         )
         if rejected is not None:
