@@ -124,13 +124,14 @@ class JsonFormatter(OrjsonFormatter):
         bound = attrs.get("corrstack_fields")
         if bound:
             for key, value in bound.items():
-                if key not in data:
-                    data[key] = redact_value(key, value)
+                data[key if key not in data else "field_" + key] = redact_value(key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
         secret_keys = _secret_keys
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
-            if key in RESERVED_ATTRS or key in data:
+            if key in RESERVED_ATTRS:
                 continue
+            if key in data:  # a field named like a line key ("level", "service"): keep both
+                key = "field_" + key
             if type(value) in _SCALARS and secret_keys.get(key) is False:
                 data[key] = value  # the common case, without a call
             else:

@@ -39,26 +39,26 @@ class CorrelatedLogger:
         kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 2
         self.logger._log(level, msg, args, extra=extra or None, **kwargs)
 
-    def debug(self, msg: object, *args: object, **fields: Any) -> None:
+    def debug(self, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(logging.DEBUG, msg, args, fields)
 
-    def info(self, msg: object, *args: object, **fields: Any) -> None:
+    def info(self, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(logging.INFO, msg, args, fields)
 
-    def warning(self, msg: object, *args: object, **fields: Any) -> None:
+    def warning(self, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(logging.WARNING, msg, args, fields)
 
-    def error(self, msg: object, *args: object, **fields: Any) -> None:
+    def error(self, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(logging.ERROR, msg, args, fields)
 
-    def exception(self, msg: object, *args: object, **fields: Any) -> None:
+    def exception(self, msg: object, /, *args: object, **fields: Any) -> None:
         fields.setdefault("exc_info", True)
         self._log(logging.ERROR, msg, args, fields)
 
-    def critical(self, msg: object, *args: object, **fields: Any) -> None:
+    def critical(self, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(logging.CRITICAL, msg, args, fields)
 
-    def log(self, level: int, msg: object, *args: object, **fields: Any) -> None:
+    def log(self, level: int, msg: object, /, *args: object, **fields: Any) -> None:
         self._log(level, msg, args, fields)
 
     def isEnabledFor(self, level: int) -> bool:

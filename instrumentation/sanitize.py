@@ -22,6 +22,8 @@ def clean_text(value: str, limit: int = MAX_FIELD_CHARS) -> str:
     """Replace unsafe characters and cut to `limit` characters (marking the cut)."""
     if len(value) > limit:
         value = value[:limit] + "…[truncated]"
+    if value.isprintable():  # no Cc, Cf, Cs, Zl or Zp character: nothing to replace
+        return value
     return _UNSAFE.sub(REPLACEMENT, value)
 
 

@@ -207,3 +207,15 @@ def test_records_carry_seq_and_boot_id(log_capture: LogCapture) -> None:
     seqs = [r["seq"] for r in log_capture.records]
     assert seqs == list(range(seqs[0], seqs[0] + 3))
     assert len({r["boot_id"] for r in log_capture.records}) == 1
+
+
+def test_fields_named_like_line_keys_are_kept_beside_them(log_capture: LogCapture) -> None:
+    get_logger("tests").info("x", level="high", service="billing", msg="m", timestamp=1)
+    (record,) = log_capture.records
+    assert (record["level"], record["service"]) == ("INFO", "test-svc")
+    assert (record["field_level"], record["field_service"], record["field_msg"]) == (
+        "high",
+        "billing",
+        "m",
+    )
+    assert record["field_timestamp"] == 1
