@@ -100,12 +100,10 @@ class CorrelationMiddleware:
             return
         start = perf_counter()
         request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
-        tokens = (
-            request_id_var.set(request_id),
-            trace_id_var.set(trace_id),
-            span_id_var.set(span_id),
-            scope_var.set(scope),
-        )
+        request_token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(trace_id)
+        span_token = span_id_var.set(span_id)
+        scope_token = scope_var.set(scope)
         if rejected is not None:
             _warn.warning("Invalid correlation ID replaced", extra={"header": rejected.decode()})
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
@@ -139,10 +137,10 @@ class CorrelationMiddleware:
                 route = gauge_route
             self._record(method, route, status, duration, request_id, trace_id)
             self._access_line(scope, method, route, status, duration, user_agent, error)
-            for var, token in zip(
-                (request_id_var, trace_id_var, span_id_var, scope_var), tokens, strict=True
-            ):
-                var.reset(token)  # type: ignore[attr-defined]
+            request_id_var.reset(request_token)
+            trace_id_var.reset(trace_token)
+            span_id_var.reset(span_token)
+            scope_var.reset(scope_token)
 
     def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:
         child = cache.get(key)

@@ -29,7 +29,7 @@ def clean_text(value: str, limit: int = MAX_FIELD_CHARS) -> str:
 
 def clean_user_id(value: str) -> str:
     """A user id fit for a log line: bounded, no control characters, never a token."""
-    if _JWT.match(value):
+    if value.startswith("eyJ") and _JWT.match(value):
         return "[REDACTED]"
     return clean_text(value, MAX_USER_ID_CHARS)
 
