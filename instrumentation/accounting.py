@@ -23,10 +23,10 @@ _lock = threading.Lock()
 
 
 def next_seq() -> int:
-    """The next record sequence number (atomic under the GIL)."""
+    """The next record sequence number; `accepted()` never goes backwards across threads."""
     global _accepted
-    seq = next(_seq)
-    _accepted = seq
+    with _lock:
+        _accepted = seq = next(_seq)
     return seq
 
 

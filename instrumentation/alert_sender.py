@@ -76,7 +76,7 @@ class AlertSender:
                 outcome = "sent"
             else:
                 _log.warning("Alertmanager refused alerts", extra={"status": response.status_code})
-        except httpx.HTTPError as error:
+        except Exception as error:  # the sender thread must outlive any one bad send
             _log.warning(
                 "Alertmanager unreachable, alerts dropped",
                 extra={"error_type": type(error).__name__, "alerts": len(alerts)},

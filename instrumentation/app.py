@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 
 from prometheus_client import (
@@ -14,33 +15,42 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from instrumentation.accounting import LogAccountingCollector
-from instrumentation.logging_setup import setup_logging
+from instrumentation.error_tracking import error_tracker
+from instrumentation.logging_setup import reclaim_server_loggers, setup_logging
 from instrumentation.metrics import metrics_for, use_registry
 from instrumentation.middleware import CorrelationMiddleware
 
 _INSTRUMENTED = "_corrstack_instrumented"
-_registries_with_collectors: set[int] = set()
+_registries_with_collectors: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 
 def metrics_endpoint(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint serving `registry`: OpenMetrics (with exemplars) when the scraper asks."""
+    """An endpoint serving `registry`: OpenMetrics (with exemplars) when the scraper asks.
+
+    Rendering takes milliseconds for a few hundred series, so it runs in the thread pool and
+    never holds up the event loop.
+    """
+
+    def render(accept: str) -> Response:
+        encoder, content_type = choose_encoder(accept)
+        return Response(encoder(registry), media_type=content_type)
 
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(registry), media_type=content_type)
+        return await run_in_threadpool(render, request.headers.get("accept", ""))
 
     return metrics
 
 
 def _register_collectors(registry: CollectorRegistry) -> None:
-    if id(registry) in _registries_with_collectors:
+    if registry in _registries_with_collectors:
         return
-    _registries_with_collectors.add(id(registry))
+    _registries_with_collectors.add(registry)
     if registry is not REGISTRY:  # the global registry has these already
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -69,6 +79,7 @@ def instrument_app(
     setattr(app, _INSTRUMENTED, True)
     if not any(getattr(h, "_corrstack_handler", False) for h in logging.getLogger().handlers):
         setup_logging(service)
+    error_tracker.configure()  # a malformed ERROR_ALERT_* value fails here, at startup
     registry = REGISTRY if registry is None else registry
     metrics_for(registry)
     _register_collectors(registry)
@@ -79,6 +90,9 @@ def instrument_app(
     build_stack = app.build_middleware_stack
 
     def build_with_correlation() -> ASGIApp:
+        # Built on the first ASGI call (lifespan startup under uvicorn), after the server has
+        # applied its own logging config: `uvicorn.run(app)` re-adds its text handlers.
+        reclaim_server_loggers()
         # Outside ServerErrorMiddleware, so even its 500 response passes through us.
         return CorrelationMiddleware(
             build_stack(), registry=registry, routes=lambda: app.routes, quiet_paths=quiet_paths

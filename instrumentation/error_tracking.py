@@ -31,6 +31,8 @@ Severity = Literal["warning", "error", "critical"]
 _log = get_logger("corrstack.errors")
 _MAX_PATTERNS = 1000
 ALERT_NAME = "ErrorPatternDetected"
+# The runbooks' address; alert_rules/config.py uses the same one for the rule-based alerts.
+RUNBOOK_URL_BASE = "https://github.com/corrstack/corrstack/blob/main/docs/runbooks.md"
 
 
 @dataclass(frozen=True)
@@ -43,24 +45,45 @@ class Thresholds:
     critical_window: float = 600.0
     cooldown: float = 900.0
 
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.critical_count < 1:
+            raise ValueError("error alert thresholds must be at least 1")
+        if min(self.window, self.critical_window) <= 0 or self.cooldown < 0:
+            raise ValueError("error alert windows must be positive and the cooldown not negative")
+
     @classmethod
     def from_env(cls) -> Thresholds:
-        env = os.environ.get
-        return cls(
-            count=int(env("ERROR_ALERT_THRESHOLD", cls.count)),
-            window=float(env("ERROR_ALERT_WINDOW_SECONDS", cls.window)),
-            critical_count=int(env("ERROR_ALERT_CRITICAL_THRESHOLD", cls.critical_count)),
-            critical_window=float(env("ERROR_ALERT_CRITICAL_WINDOW_SECONDS", cls.critical_window)),
-            cooldown=float(env("ERROR_ALERT_COOLDOWN_SECONDS", cls.cooldown)),
-        )
+        """From `ERROR_ALERT_*`; a malformed value raises ValueError naming the variable."""
+        values: dict[str, Any] = {}
+        for name, field, kind in (
+            ("ERROR_ALERT_THRESHOLD", "count", int),
+            ("ERROR_ALERT_WINDOW_SECONDS", "window", float),
+            ("ERROR_ALERT_CRITICAL_THRESHOLD", "critical_count", int),
+            ("ERROR_ALERT_CRITICAL_WINDOW_SECONDS", "critical_window", float),
+            ("ERROR_ALERT_COOLDOWN_SECONDS", "cooldown", float),
+        ):
+            raw = os.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        return cls(**values)
 
 
 class _Pattern:
+    """The latest error times of one `error_type:operation`.
+
+    Only as many as a threshold needs are kept: "N within the window" holds exactly when the
+    oldest of the last N is within it, so memory does not grow with the error rate.
+    """
+
     __slots__ = ("critical", "errors", "last_alert")
 
-    def __init__(self) -> None:
-        self.errors: deque[float] = deque()
-        self.critical: deque[float] = deque()
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.errors: deque[float] = deque(maxlen=thresholds.count)
+        self.critical: deque[float] = deque(maxlen=thresholds.critical_count)
         self.last_alert = float("-inf")
 
 
@@ -92,7 +115,12 @@ class ErrorTracker:
         self._sender: AlertSender | None = None
         self._configured = False
 
-    def _configure(self) -> None:
+    def configure(self) -> None:
+        """Read the environment now; raises ValueError on a malformed `ERROR_ALERT_*` value.
+
+        `instrument_app()` calls this at startup, so a typo fails loudly there. Called lazily
+        from a request instead, a bad value falls back to the defaults with a warning.
+        """
         if self._configured:
             return
         self._thresholds = self._thresholds or Thresholds.from_env()
@@ -100,9 +128,19 @@ class ErrorTracker:
         self._sender = AlertSender(url) if url else None
         self._configured = True
 
+    def _configure(self) -> None:
+        if self._configured:
+            return
+        try:
+            self.configure()
+        except ValueError as error:
+            _log.warning("Error alert settings ignored, using defaults", reason=str(error))
+            self._thresholds = Thresholds()
+            self.configure()
+
     @property
     def sender(self) -> AlertSender | None:
-        self._configure()
+        self.configure()
         return self._sender
 
     def track(
@@ -141,10 +179,9 @@ class ErrorTracker:
             mark_logged(exc_info[1])  # a re-raise reaching the middleware logs no second stack
         now = self._clock()
         with self._lock:
-            pattern = self._pattern((error_type, operation))
+            pattern = self._pattern((error_type, operation), self._thresholds)
             pattern.errors.append(now)
             count = _count_within(pattern.errors, now, self._thresholds.window)
-            critical = 0
             if severity == "critical":
                 pattern.critical.append(now)
             critical = _count_within(pattern.critical, now, self._thresholds.critical_window)
@@ -156,10 +193,10 @@ class ErrorTracker:
         self._alert(error_type, operation, alert_severity, count, critical, str(error))
         return True
 
-    def _pattern(self, key: tuple[str, str]) -> _Pattern:
+    def _pattern(self, key: tuple[str, str], thresholds: Thresholds) -> _Pattern:
         pattern = self._patterns.get(key)
         if pattern is None:
-            pattern = self._patterns[key] = _Pattern()
+            pattern = self._patterns[key] = _Pattern(thresholds)
             if len(self._patterns) > _MAX_PATTERNS:
                 self._patterns.popitem(last=False)
         else:
@@ -205,7 +242,8 @@ class ErrorTracker:
                     f"({critical} critical). Last: {clean_text(message, 256)}"
                 ),
                 "request_id": context.get("request_id", ""),
-                "runbook_url": "docs/runbooks.md#errorpatterndetected",
+                "runbook_url": os.environ.get("RUNBOOK_URL_BASE", RUNBOOK_URL_BASE)
+                + "#errorpatterndetected",
             },
             "startsAt": now.isoformat(),
             "endsAt": (now + timedelta(seconds=max(self._thresholds.cooldown, 300))).isoformat(),

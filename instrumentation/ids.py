@@ -36,6 +36,10 @@ def valid_id_bytes(raw: bytes) -> bool:
     return 0 < len(raw) <= MAX_ID_LENGTH and not raw.translate(None, _ALLOWED)
 
 
+def valid_id(value: str) -> bool:
+    return value.isascii() and valid_id_bytes(value.encode("ascii"))
+
+
 def clean_id(value: str) -> str:
     """`value` when it is a valid ID, otherwise a fresh one."""
     try:

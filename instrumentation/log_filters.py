@@ -17,6 +17,8 @@ from instrumentation.context import (
     span_id_var,
     trace_id_var,
 )
+from instrumentation.ids import valid_id
+from instrumentation.sanitize import clean_user_id
 
 _LOGGED_MARK = "__corrstack_logged__"
 # Only a server's report is dropped: an app's own lines about the same exception are kept.
@@ -40,20 +42,27 @@ class CorrelationFilter(logging.Filter):
         exc_info = record.exc_info
         if exc_info and record.name in _SERVER_LOGGERS and was_logged(exc_info[1]):
             return False  # a server's second report of an exception we logged with its stack
-        if "request_id" not in attrs:
-            attrs["request_id"] = request_id_var.get()
-        if "trace_id" not in attrs:
-            attrs["trace_id"] = trace_id_var.get()
-        if "span_id" not in attrs:
-            attrs["span_id"] = span_id_var.get()
-        if "user_id" not in attrs:
-            attrs["user_id"] = current_user_id()
+        # Passed explicitly (extra=, keyword fields): validated like header values.
+        attrs["request_id"] = _explicit_id(attrs, "request_id") or request_id_var.get()
+        attrs["trace_id"] = _explicit_id(attrs, "trace_id") or trace_id_var.get()
+        attrs["span_id"] = _explicit_id(attrs, "span_id") or span_id_var.get()
+        user_id = attrs.get("user_id")
+        attrs["user_id"] = current_user_id() if user_id is None else clean_user_id(str(user_id))
         bound = fields_var.get()
         if bound:
             attrs["corrstack_fields"] = bound
         attrs["seq"] = next_seq()
         attrs["boot_id"] = BOOT_ID
         return True
+
+
+def _explicit_id(attrs: dict[str, object], key: str) -> str | None:
+    """A valid ID passed on the record; an invalid one is dropped in favour of the context."""
+    value = attrs.get(key)
+    if value is None:
+        return None
+    text = str(value)
+    return text if valid_id(text) else None
 
 
 def mark_logged(error: BaseException) -> None:

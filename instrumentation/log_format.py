@@ -19,25 +19,28 @@ from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
 from instrumentation.redaction import _secret_keys, redact_text, redact_value
 from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
-# Attributes every LogRecord has; anything else on a record is an extra field.
-RESERVED_ATTRS = frozenset(
+# Attributes a caller's field may not take: LogRecord's own and corrstack's bookkeeping.
+# (`request_id`, `trace_id`, `span_id` and `user_id` may be passed; the filter validates them.)
+UNSETTABLE_ATTRS = frozenset(
     {
         *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
         "message",
         "asctime",
         "taskName",
-        "color_message",  # uvicorn's copy of the message with terminal colour codes
-        # set by CorrelationFilter
-        "request_id",
-        "trace_id",
-        "span_id",
-        "user_id",
         "seq",
         "boot_id",
         "corrstack_fields",
         "_corrstack_line",
     }
 )
+# Attributes that are not extra fields of the line.
+RESERVED_ATTRS = UNSETTABLE_ATTRS | {
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+}
 _STANDARD_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 _SCALARS = frozenset({int, float, bool, type(None)})
 _MAX_MESSAGE_CHARS = 16 * 1024

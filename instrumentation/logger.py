@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from instrumentation.log_format import RESERVED_ATTRS
+from instrumentation.log_format import UNSETTABLE_ATTRS
 
 _PASSTHROUGH = ("exc_info", "stack_info", "stacklevel", "extra")
 
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
     # A field named like a LogRecord attribute ("name", "module"...) would make logging raise.
-    return {(f"field_{k}" if k in RESERVED_ATTRS else k): v for k, v in fields.items()}
+    return {(f"field_{k}" if k in UNSETTABLE_ATTRS else k): v for k, v in fields.items()}
 
 
 class CorrelatedLogger:

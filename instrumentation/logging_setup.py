@@ -97,7 +97,18 @@ def setup_logging(
     front.addFilter(correlation)
     root.addHandler(front)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    reclaim_server_loggers()
+    return root
 
+
+def reclaim_server_loggers() -> None:
+    """Route the servers' loggers through corrstack again (their own config may have run since).
+
+    Their error loggers propagate to the root handler; their text access logs are switched
+    off, since CorrelationMiddleware writes the access line.
+    """
+    if not any(getattr(h, _MARK, False) for h in logging.getLogger().handlers):
+        return  # corrstack's logging is not set up: leave the servers' own
     for name in _PROPAGATING_LOGGERS:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()
@@ -107,7 +118,6 @@ def setup_logging(
         server_logger.handlers.clear()
         server_logger.propagate = False
         server_logger.disabled = True
-    return root
 
 
 def _remove_previous(root: logging.Logger) -> None:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instrumentation.access_record import AccessRecords
+from instrumentation.accounting import count_drop
 from instrumentation.context import (
     request_id_var,
     scope_var,
@@ -130,17 +131,21 @@ class CorrelationMiddleware:
             status, error = 500, exc
             raise
         finally:
-            gauge.dec()
-            duration = perf_counter() - start
-            route = route_template(scope)
-            if route == UNMATCHED:  # a plain Starlette route under FastAPI's router (/metrics)
-                route = gauge_route
-            self._record(method, route, status, duration, request_id, trace_id)
-            self._access_line(scope, method, route, status, duration, user_agent, error)
-            request_id_var.reset(request_token)
-            trace_id_var.reset(trace_token)
-            span_id_var.reset(span_token)
-            scope_var.reset(scope_token)
+            try:
+                gauge.dec()
+                duration = perf_counter() - start
+                route = route_template(scope)
+                if route == UNMATCHED:  # a plain Starlette route under FastAPI's router
+                    route = gauge_route
+                self._record(method, route, status, duration, request_id, trace_id)
+                self._access_line(scope, method, route, status, duration, user_agent, error)
+            except Exception:  # a third-party log filter or handler must not fail the request
+                count_drop("access_line", "error")
+            finally:
+                request_id_var.reset(request_token)
+                trace_id_var.reset(trace_token)
+                span_id_var.reset(span_token)
+                scope_var.reset(scope_token)
 
     def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:
         child = cache.get(key)

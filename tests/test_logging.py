@@ -219,3 +219,16 @@ def test_fields_named_like_line_keys_are_kept_beside_them(log_capture: LogCaptur
         "m",
     )
     assert record["field_timestamp"] == 1
+
+
+def test_explicit_context_fields_are_kept_valid_and_bounded(log_capture: LogCapture) -> None:
+    log = get_logger("tests")
+    log.info("by keyword", user_id="u-9", request_id="given-1")
+    logging.getLogger("tests").info(
+        "by extra", extra={"user_id": "x" * 5000 + "\r\n", "request_id": "bad id\n"}
+    )
+    keyword, extra = log_capture.records
+    assert (keyword["user_id"], keyword["request_id"]) == ("u-9", "given-1")
+    assert "field_user_id" not in keyword
+    assert len(extra["user_id"]) <= 128 + len("…[truncated]") and "\r" not in extra["user_id"]
+    assert extra["request_id"] == ""  # invalid and no request: not written, never replaced

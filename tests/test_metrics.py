@@ -353,3 +353,36 @@ def test_a_custom_registry_gets_process_platform_and_gc_collectors(
     text = scrape(make_app(registry), accept="text/plain").text
     for name in ("process_open_fds", "python_info", "python_gc_collections_total"):
         assert re.search(rf"^{name}", text, re.M), name
+
+
+def test_the_tracker_keeps_only_what_its_thresholds_need(
+    registry: CollectorRegistry, log_capture: LogCapture
+) -> None:
+    tracker = ErrorTracker(alertmanager_url="", thresholds=Thresholds(count=5), clock=Clock())
+    for _ in range(2000):
+        tracker.track(KeyError("k"), "lookup", severity="critical")
+    (pattern,) = tracker._patterns.values()
+    assert (len(pattern.errors), len(pattern.critical)) == (5, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ERROR_ALERT_THRESHOLD", "ten"),
+        ("ERROR_ALERT_WINDOW_SECONDS", "1h"),
+        ("ERROR_ALERT_CRITICAL_THRESHOLD", "0"),
+    ],
+)
+def test_bad_alert_settings_fail_at_startup_but_never_in_a_request(
+    registry: CollectorRegistry,
+    log_capture: LogCapture,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name if value != "0" else "at least 1"):
+        ErrorTracker(alertmanager_url="").configure()
+    lazy = ErrorTracker(alertmanager_url="", clock=Clock())
+    assert lazy.track(KeyError("k"), "lookup") is False  # defaults, with a warning
+    assert any(r["message"].startswith("Error alert settings ignored") for r in log_capture.records)

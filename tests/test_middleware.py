@@ -324,3 +324,37 @@ async def test_the_access_record_is_complete_for_any_handler(
     line = stream.getvalue()
     assert " corrstack.access INFO 20 " in line
     assert line.rstrip().endswith("GET /api/user/u-3/routine 200 /api/user/{user_id}/routine")
+
+
+async def test_a_raising_log_filter_neither_fails_the_request_nor_leaks_context(
+    client: httpx.AsyncClient, log_capture: LogCapture
+) -> None:
+    class Broken(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            raise RuntimeError("third-party filter bug")
+
+    access = logging.getLogger("corrstack.access")
+    broken = Broken()
+    access.addFilter(broken)
+    try:
+        response = await client.get("/api/user/u-1/routine", headers={"X-Correlation-ID": "f-1"})
+    finally:
+        access.removeFilter(broken)
+    assert response.status_code == 200 and response.headers["x-correlation-id"] == "f-1"
+    assert current_context() == {}  # and the autouse fixture checks every ContextVar
+
+
+async def test_uvicorn_run_style_logging_config_is_taken_back_on_first_call(
+    log_capture: LogCapture,
+) -> None:
+    import uvicorn
+
+    app = make_app(CollectorRegistry())
+    uvicorn.Config(app)  # what uvicorn.run(app) does first: its own text handlers
+    assert logging.getLogger("uvicorn.access").handlers
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as raw:
+        await raw.get("/api/user/u-1/routine")
+    assert logging.getLogger("uvicorn.error").handlers == []
+    assert logging.getLogger("uvicorn.error").propagate
+    assert logging.getLogger("uvicorn.access").disabled
