@@ -114,6 +114,21 @@ class LocalStack:
             child = self._start(service, cmd, env=env)
             self._wait_ready(child, f"{self.urls[service]}/health")
 
+    def start_alert_receiver(self) -> None:
+        """The stack's webhook receiver: Alertmanager's notifications as JSON log lines."""
+        port = choose_port(None, 9095)
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            "SERVICE_NAME": "webhook-receiver",
+            "ENVIRONMENT": self.options.environment,
+            "LOG_FILE": str(self.log_dir / "webhook-receiver.log"),
+        }
+        cmd = [sys.executable, "-m", "uvicorn", "demo.alert_receiver:app"]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        child = self._start("webhook-receiver", cmd, env=env)
+        self._wait_ready(child, f"{url}/health")
+        self.urls["webhook-receiver"] = url
+
     def start_alertmanager(self) -> None:
         binary = next((b for b in ALERTMANAGER_BINARIES if shutil.which(b)), None)
         if binary is None:
@@ -124,7 +139,10 @@ class LocalStack:
         source = stack_config.load_config(
             stack_config.ALERTMANAGER_CONFIG, stack_config.builtin_alertmanager_config(), self.notes
         )
-        config = self._write_config("alertmanager", stack_config.render_alertmanager_config(source))
+        rendered = stack_config.render_alertmanager_config(
+            source, self.urls.get("webhook-receiver")
+        )
+        config = self._write_config("alertmanager", rendered)
         cmd = [
             binary,
             f"--config.file={config}",
@@ -208,9 +226,10 @@ class LocalStack:
 
     def describe(self) -> Iterator[str]:
         yield "corrstack demo running on 127.0.0.1 (Ctrl-C stops everything):"
-        for name in ("api", "analysis", "prometheus", "alertmanager"):
+        for name in ("api", "analysis", "prometheus", "alertmanager", "webhook-receiver"):
             if name in self.urls:
-                where = f"{self.log_dir / name}.log" if name in SERVICES else f"{self.log_dir}/"
+                logs_itself = name in SERVICES or name == "webhook-receiver"
+                where = f"{self.log_dir / name}.log" if logs_itself else f"{self.log_dir}/"
                 yield f"  {name:<13} {self.urls[name]:<24}  logs {where}"
         load = f"{self.options.rate:g} req/s, {self.options.users} users"
         yield f"  {'loadgen':<13} {load:<24}  logs {self.log_dir / 'loadgen'}.log"
@@ -231,6 +250,7 @@ def run(options: LocalOptions, out: Callable[[str], None] = print) -> int:
         try:
             # Alertmanager first: the services' error tracker posts pattern alerts to it.
             if options.prometheus:
+                stack.start_alert_receiver()
                 stack.start_alertmanager()
             stack.start_services()
             if options.prometheus:

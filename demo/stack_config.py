@@ -112,11 +112,23 @@ def render_prometheus_config(
     return rendered
 
 
-def render_alertmanager_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` with container paths (templates) pointing into the repository."""
+WEBHOOK_RECEIVER = "http://webhook-receiver:9095"
+
+
+def render_alertmanager_config(
+    config: Mapping[str, Any], webhook_receiver: str | None = None
+) -> dict[str, Any]:
+    """`config` with container paths (templates) pointing into the repository, and the stack's
+    webhook receiver replaced by `webhook_receiver` (a local one) when given."""
     rendered = copy.deepcopy(dict(config))
     if rendered.get("templates"):
         rendered["templates"] = [_local_path(p) for p in rendered["templates"]]
+    if webhook_receiver:
+        for receiver in rendered.get("receivers") or []:
+            for webhook in receiver.get("webhook_configs") or []:
+                url = str(webhook.get("url", ""))
+                if url.startswith(WEBHOOK_RECEIVER):
+                    webhook["url"] = webhook_receiver + url[len(WEBHOOK_RECEIVER) :]
     return rendered
 
 

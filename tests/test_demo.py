@@ -386,3 +386,14 @@ def test_python_m_demo_runs_scrapes_correlates_and_stops_cleanly(tmp_path: Path)
 
     assert [c.pid for c in children if not _dead(c)] == []
     assert "Stopped loadgen, prometheus" in output.read_text()
+
+
+def test_the_local_alertmanager_notifies_the_local_webhook_receiver() -> None:
+    from demo import stack_config
+
+    source = stack_config.load_config(
+        stack_config.ALERTMANAGER_CONFIG, stack_config.builtin_alertmanager_config(), []
+    )
+    rendered = stack_config.render_alertmanager_config(source, "http://127.0.0.1:19095")
+    urls = [w["url"] for r in rendered["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls and all(u.startswith("http://127.0.0.1:19095/") for u in urls)
