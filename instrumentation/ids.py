@@ -23,14 +23,6 @@ def new_ids() -> str:
     return os.urandom(40).hex()
 
 
-def new_trace_id() -> str:
-    return os.urandom(16).hex()
-
-
-def new_span_id() -> str:
-    return os.urandom(8).hex()
-
-
 def valid_id_bytes(raw: bytes) -> bool:
     """True for 1–64 bytes of the allowed alphabet (checked without a regex on the hot path)."""
     return 0 < len(raw) <= MAX_ID_LENGTH and not raw.translate(None, _ALLOWED)

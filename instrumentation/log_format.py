@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
 
-from instrumentation.redaction import _secret_keys, redact_text, redact_value
+from instrumentation.redaction import redact_text, redact_value, secret_key_cache
 from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
 # Attributes a caller's field may not take: LogRecord's own and corrstack's bookkeeping.
@@ -129,7 +129,7 @@ class JsonFormatter(OrjsonFormatter):
             for key, value in bound.items():
                 data[key if key not in data else "field_" + key] = redact_value(key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
-        secret_keys = _secret_keys
+        secret_keys = secret_key_cache
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
             if key in RESERVED_ATTRS:
                 continue

@@ -65,7 +65,11 @@ def check_id_header(raw: bytes) -> None:
         assert echoed == raw
     else:
         assert HEX32.match(echoed.decode())
-    forbidden = [raw.decode("latin-1")] if not valid_id_bytes(raw) and len(raw) > 4 else []
+    forbidden = (
+        [raw.decode("latin-1"), raw.decode("utf-8", "replace")]
+        if not valid_id_bytes(raw) and len(raw) > 4
+        else []
+    )
     assert_safe_log(stream.getvalue(), *forbidden)
     count = registry.get_sample_value(
         "http_request_duration_seconds_count",

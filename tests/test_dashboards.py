@@ -5,7 +5,6 @@ there, and a real Prometheus answers every service-overview query."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import re
@@ -19,7 +18,7 @@ import promql_parser
 import pytest
 import yaml
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, GCCollector
+from prometheus_client import CollectorRegistry
 
 from dashboards.build import COMMAND, main, render_all
 from instrumentation import instrument_app
@@ -219,11 +218,7 @@ def test_every_target_names_its_datasource(dashboards: dict[str, Dashboard]) -> 
 @pytest.fixture
 def exposed_metric_names() -> set[str]:
     """Every series name an app instrumented with instrument_app() exposes on /metrics."""
-    registry = CollectorRegistry()
-    # Services use the global registry, which carries prometheus_client's GC collector; a fresh
-    # registry gets only what instrument_app() adds.
-    with contextlib.suppress(ValueError):  # instrument_app() may register it as well
-        GCCollector(registry=registry)
+    registry = CollectorRegistry()  # instrument_app() adds process, platform and GC collectors
     app = FastAPI()
     try:
         instrument_app(app, registry=registry)
