@@ -77,7 +77,8 @@ class log_performance:
 
     Logs `operation`, `duration_ms`, `status` and (with `track_memory`) `memory_delta_mb`
     from the process RSS, and observes `operation_duration_seconds{operation,status}` with a
-    `request_id` exemplar.
+    `request_id` exemplar. As a decorator it is safe for concurrent calls; as a context manager,
+    write `with log_performance(...)` where the block runs, so each run has its own instance.
     """
 
     def __init__(self, operation: str, track_memory: bool = False, **fields: Any) -> None:
