@@ -173,7 +173,11 @@ class LocalStack:
             stack_config.PROMETHEUS_CONFIG, stack_config.builtin_prometheus_config(), self.notes
         )
         rendered = stack_config.render_prometheus_config(
-            source, hosts, scrape_interval=self.options.scrape_interval, notes=self.notes
+            source,
+            hosts,
+            scrape_interval=self.options.scrape_interval,
+            environment=self.options.environment,
+            notes=self.notes,
         )
         config = self._write_config("prometheus", rendered)
         cmd = [
@@ -230,9 +234,9 @@ class LocalStack:
             if name in self.urls:
                 logs_itself = name in SERVICES or name == "webhook-receiver"
                 where = f"{self.log_dir / name}.log" if logs_itself else f"{self.log_dir}/"
-                yield f"  {name:<13} {self.urls[name]:<24}  logs {where}"
+                yield f"  {name:<17} {self.urls[name]:<24}  logs {where}"
         load = f"{self.options.rate:g} req/s, {self.options.users} users"
-        yield f"  {'loadgen':<13} {load:<24}  logs {self.log_dir / 'loadgen'}.log"
+        yield f"  {'loadgen':<17} {load:<24}  logs {self.log_dir / 'loadgen'}.log"
         yield "Follow one request through both services:"
         yield (
             f"  curl -s -X POST -H 'X-Correlation-ID: try-me-1' -H 'Content-Type: application/json'"

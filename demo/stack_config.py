@@ -72,18 +72,23 @@ def render_prometheus_config(
     hosts: Mapping[str, str],
     *,
     scrape_interval: str | None = None,
+    environment: str | None = None,
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
     """`config` with container targets replaced by `hosts` ({"api": "127.0.0.1:8000", ...}).
 
     `hosts["prometheus"]` is Prometheus's own address; without `hosts["alertmanager"]` the
-    alerting section is dropped. `scrape_interval` overrides the global intervals.
+    alerting section is dropped. `scrape_interval` overrides the global intervals;
+    `environment` replaces the targets' `environment` label, so metrics and log lines agree.
     """
     notes = notes if notes is not None else []
     rendered = copy.deepcopy(dict(config))
     scrape_configs = []
     for job in rendered.get("scrape_configs") or []:
         _rewrite_static_configs(job, hosts, f"scrape job {job.get('job_name')!r}", notes)
+        if environment:
+            for static in job.get("static_configs") or []:
+                static.setdefault("labels", {})["environment"] = environment
         if job.get("static_configs"):
             scrape_configs.append(job)
         else:

@@ -397,3 +397,15 @@ def test_the_local_alertmanager_notifies_the_local_webhook_receiver() -> None:
     rendered = stack_config.render_alertmanager_config(source, "http://127.0.0.1:19095")
     urls = [w["url"] for r in rendered["receivers"] for w in r.get("webhook_configs", [])]
     assert urls and all(u.startswith("http://127.0.0.1:19095/") for u in urls)
+
+
+def test_the_rendered_scrape_targets_carry_the_services_environment() -> None:
+    from demo import stack_config
+
+    source = stack_config.load_config(
+        stack_config.PROMETHEUS_CONFIG, stack_config.builtin_prometheus_config(), []
+    )
+    hosts = {"api": "127.0.0.1:18000", "analysis": "127.0.0.1:18001"}
+    rendered = stack_config.render_prometheus_config(source, hosts, environment="local")
+    labels = [s["labels"] for job in rendered["scrape_configs"] for s in job["static_configs"]]
+    assert labels and all(label["environment"] == "local" for label in labels)
