@@ -9,18 +9,11 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import config
-from dashboards.common import (
-    environment_variable,
-    increase_sum,
-    loki_query,
-    new_dashboard,
-    prometheus_query,
-    rate_sum,
-    service_variable,
-    stat_panel,
-    table_panel,
-    timeseries_panel,
-)
+from dashboards.dashboard_defaults import new_dashboard
+from dashboards.panels import stat_panel, table_panel, timeseries_panel
+from dashboards.promql import increase_sum, rate_sum
+from dashboards.queries import loki_query, prometheus_query
+from dashboards.variables import environment_variable, service_variable
 
 ANALYSES = f"{config.ANALYSIS_COMPLETED}|{config.ANALYSIS_FAILED}"
 # Lines that name a user; the json stage extracts only that field.

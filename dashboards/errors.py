@@ -12,23 +12,13 @@ from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
-from dashboards.common import (
-    environment_variable,
-    error_ratio,
-    firing_alerts_annotation,
-    increase_sum,
-    logs_panel,
-    loki_query,
-    new_dashboard,
-    prometheus_query,
-    rate_sum,
-    request_link,
-    route_links,
-    route_variable,
-    service_variable,
-    table_panel,
-    timeseries_panel,
-)
+from dashboards.annotations import firing_alerts_annotation
+from dashboards.dashboard_defaults import new_dashboard
+from dashboards.links import request_link, route_links
+from dashboards.panels import logs_panel, table_panel, timeseries_panel
+from dashboards.promql import error_ratio, increase_sum, rate_sum
+from dashboards.queries import loki_query, prometheus_query
+from dashboards.variables import environment_variable, route_variable, service_variable
 
 BY_ROUTE = "service, route"
 BY_ERROR = "error_type, operation"

@@ -13,21 +13,17 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
-from dashboards.common import (
+from dashboards.dashboard_defaults import new_dashboard
+from dashboards.links import request_link
+from dashboards.logql import lines_with
+from dashboards.panels import logs_panel, stat_panel, table_panel, timeseries_panel
+from dashboards.promql import latency_quantile
+from dashboards.queries import loki_query, prometheus_query
+from dashboards.variables import (
     environment_variable,
-    latency_quantile,
-    lines_with,
-    logs_panel,
-    loki_query,
-    new_dashboard,
-    prometheus_query,
-    request_link,
     route_variable,
     service_variable,
-    stat_panel,
-    table_panel,
     textbox_variable,
-    timeseries_panel,
 )
 
 ACCESS = f'logger="{config.ACCESS_LOGGER}"'

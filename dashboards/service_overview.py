@@ -9,20 +9,13 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import config
-from dashboards.common import (
-    environment_variable,
-    error_ratio,
-    firing_alerts_annotation,
-    latency_quantile,
-    new_dashboard,
-    prometheus_query,
-    rate_sum,
-    route_links,
-    route_variable,
-    service_variable,
-    table_panel,
-    timeseries_panel,
-)
+from dashboards.annotations import firing_alerts_annotation
+from dashboards.dashboard_defaults import new_dashboard
+from dashboards.links import route_links
+from dashboards.panels import table_panel, timeseries_panel
+from dashboards.promql import error_ratio, latency_quantile, rate_sum
+from dashboards.queries import prometheus_query
+from dashboards.variables import environment_variable, route_variable, service_variable
 
 BY_ROUTE = "service, route"
 LEGEND = "{{service}} {{route}}"

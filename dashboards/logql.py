@@ -1,0 +1,22 @@
+"""LogQL expressions the dashboards share.
+
+IDs (`request_id`, `user_id`) are JSON fields of a log line, never Loki labels, so they are
+matched in the pipeline:
+
+>>> lines_with("request_id", "request_id", '{service=~".+"}')
+'{service=~".+"} |= "$request_id" | json | request_id="$request_id", request_id!=""'
+"""
+
+from __future__ import annotations
+
+from dashboards import config
+
+
+def lines_with(field: str, variable: str, stream: str = config.EVERY_SERVICE_STREAM) -> str:
+    """Log lines whose JSON `field` equals dashboard variable `variable` (never a Loki label).
+
+    The line filter narrows the chunks Loki decodes; the json stage then matches the field
+    exactly. An empty variable matches nothing, instead of every line without the field.
+    """
+    value = f"${variable}"
+    return f'{stream} |= "{value}" | json | {field}="{value}", {field}!=""'
