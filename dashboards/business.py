@@ -9,11 +9,11 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import config
-from dashboards.dashboard_defaults import new_dashboard
-from dashboards.panels import stat_panel, table_panel, timeseries_panel
-from dashboards.promql import increase_sum, rate_sum
-from dashboards.queries import loki_query, prometheus_query
-from dashboards.variables import environment_variable, service_variable
+from dashboards.common.dashboard_defaults import new_dashboard
+from dashboards.common.panels import stat_panel, table_panel, timeseries_panel
+from dashboards.common.promql import increase_sum, rate_sum
+from dashboards.common.queries import loki_query, prometheus_query
+from dashboards.common.variables import environment_variable, service_variable
 
 ANALYSES = f"{config.ANALYSIS_COMPLETED}|{config.ANALYSIS_FAILED}"
 # Lines that name a user; the json stage extracts only that field.

@@ -12,13 +12,13 @@ from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
-from dashboards.annotations import firing_alerts_annotation
-from dashboards.dashboard_defaults import new_dashboard
-from dashboards.links import request_link, route_links
-from dashboards.panels import logs_panel, table_panel, timeseries_panel
-from dashboards.promql import error_ratio, increase_sum, rate_sum
-from dashboards.queries import loki_query, prometheus_query
-from dashboards.variables import environment_variable, route_variable, service_variable
+from dashboards.common.annotations import firing_alerts_annotation
+from dashboards.common.dashboard_defaults import new_dashboard
+from dashboards.common.links import request_link, route_links
+from dashboards.common.panels import logs_panel, table_panel, timeseries_panel
+from dashboards.common.promql import error_ratio, increase_sum, rate_sum
+from dashboards.common.queries import loki_query, prometheus_query
+from dashboards.common.variables import environment_variable, route_variable, service_variable
 
 BY_ROUTE = "service, route"
 BY_ERROR = "error_type, operation"

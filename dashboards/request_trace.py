@@ -13,13 +13,13 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
-from dashboards.dashboard_defaults import new_dashboard
-from dashboards.links import request_link
-from dashboards.logql import lines_with
-from dashboards.panels import logs_panel, stat_panel, table_panel, timeseries_panel
-from dashboards.promql import latency_quantile
-from dashboards.queries import loki_query, prometheus_query
-from dashboards.variables import (
+from dashboards.common.dashboard_defaults import new_dashboard
+from dashboards.common.links import request_link
+from dashboards.common.logql import lines_with
+from dashboards.common.panels import logs_panel, stat_panel, table_panel, timeseries_panel
+from dashboards.common.promql import latency_quantile
+from dashboards.common.queries import loki_query, prometheus_query
+from dashboards.common.variables import (
     environment_variable,
     route_variable,
     service_variable,

@@ -9,13 +9,13 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import config
-from dashboards.annotations import firing_alerts_annotation
-from dashboards.dashboard_defaults import new_dashboard
-from dashboards.links import route_links
-from dashboards.panels import table_panel, timeseries_panel
-from dashboards.promql import error_ratio, latency_quantile, rate_sum
-from dashboards.queries import prometheus_query
-from dashboards.variables import environment_variable, route_variable, service_variable
+from dashboards.common.annotations import firing_alerts_annotation
+from dashboards.common.dashboard_defaults import new_dashboard
+from dashboards.common.links import route_links
+from dashboards.common.panels import table_panel, timeseries_panel
+from dashboards.common.promql import error_ratio, latency_quantile, rate_sum
+from dashboards.common.queries import prometheus_query
+from dashboards.common.variables import environment_variable, route_variable, service_variable
 
 BY_ROUTE = "service, route"
 LEGEND = "{{service}} {{route}}"

@@ -10,11 +10,11 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
-from dashboards.dashboard_defaults import new_dashboard
-from dashboards.panels import logs_panel, timeseries_panel
-from dashboards.promql import latency_quantile, rate_sum
-from dashboards.queries import loki_query, prometheus_query
-from dashboards.variables import environment_variable, service_variable
+from dashboards.common.dashboard_defaults import new_dashboard
+from dashboards.common.panels import logs_panel, timeseries_panel
+from dashboards.common.promql import latency_quantile, rate_sum
+from dashboards.common.queries import loki_query, prometheus_query
+from dashboards.common.variables import environment_variable, service_variable
 
 BY_INSTANCE = "service, instance"
 LEGEND = "{{service}} {{instance}}"

@@ -11,7 +11,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as models
 
 from dashboards import config
-from dashboards.queries import datasource_ref
+from dashboards.common.queries import datasource_ref
 
 
 def _all_values(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 
 from dashboards import config
-from dashboards.queries import datasource_ref
+from dashboards.common.queries import datasource_ref
 
 
 def firing_alerts_annotation() -> dashboard.AnnotationQuery:

@@ -2,7 +2,7 @@
 
 Each takes targets from `dashboards.queries`; `levels` are (warning, critical) thresholds:
 
->>> from dashboards.queries import prometheus_query
+>>> from dashboards.common.queries import prometheus_query
 >>> ratio = prometheus_query('sum(rate(http_requests_total{status=~"5.."}[5m]))')
 >>> panel = timeseries_panel("5xx rate", "per second", [ratio], unit="reqps", levels=(1, 5))
 >>> panel.build().title
@@ -19,7 +19,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as models
 
-from dashboards.queries import Query
+from dashboards.common.queries import Query
 
 Thresholds = tuple[float, float]
 AnyPanel = TypeVar("AnyPanel", timeseries.Panel, stat.Panel, table.Panel, logs.Panel)
