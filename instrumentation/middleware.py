@@ -28,7 +28,7 @@ from instrumentation.context import (
 from instrumentation.ids import new_ids, parse_traceparent, valid_id_bytes
 from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.metrics import metrics_for
-from instrumentation.routes import UNMATCHED, RouteResolver, route_template
+from instrumentation.routes import UNMATCHED, RouteResolver, is_mounted, route_template
 from instrumentation.sanitize import clean_text, clean_user_id
 
 HEADER = b"x-correlation-id"
@@ -135,7 +135,9 @@ class CorrelationMiddleware:
                 gauge.dec()
                 duration = perf_counter() - start
                 route = route_template(scope)
-                if route == UNMATCHED:  # a plain Starlette route under FastAPI's router
+                if route == UNMATCHED or is_mounted(scope):
+                    # A plain Starlette route under FastAPI's router, or a mounted app's
+                    # route: the resolver knows its full template.
                     route = gauge_route
                 self._record(method, route, status, duration, request_id, trace_id)
                 self._access_line(scope, method, route, status, duration, user_agent, error)

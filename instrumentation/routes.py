@@ -11,7 +11,10 @@ _MAX_CACHED_PATHS = 4096
 
 
 def route_template(scope: Mapping[str, Any]) -> str:
-    """The template of the route the router matched, from `scope["route"]` after the app ran."""
+    """The template of the route the router matched, from `scope["route"]` after the app ran.
+
+    Inside a mounted app that is the inner route's template only; `is_mounted` tells.
+    """
     route = scope.get("route")
     if route is None:
         return UNMATCHED
@@ -28,7 +31,7 @@ class RouteResolver:
 
     def __init__(self, routes: Callable[[], Iterable[Any]]) -> None:
         self._routes = routes
-        self._patterns: list[tuple[re.Pattern[str], str]] | None = None
+        self._patterns: list[_Pattern] | None = None
         self._cache: dict[str, str] = {}
 
     def template(self, path: str) -> str:
@@ -36,14 +39,45 @@ class RouteResolver:
         if template is not None:
             return template
         if self._patterns is None:
-            self._patterns = [
-                (route.path_regex, getattr(route, "path_format", None) or route.path)
-                for route in self._routes()
-                if isinstance(getattr(route, "path_regex", None), re.Pattern)
-                and isinstance(getattr(route, "path", None), str)
-            ]
-        template = next((t for regex, t in self._patterns if regex.match(path)), UNMATCHED)
+            self._patterns = _patterns(self._routes())
+        template = _match(self._patterns, path) or UNMATCHED
         if len(self._cache) >= _MAX_CACHED_PATHS:
             self._cache.clear()
         self._cache[path] = template
         return template
+
+
+# (regex, template, the routes of a mounted app or None)
+_Pattern = tuple[re.Pattern[str], str, "list[Any] | None"]
+
+
+def _patterns(routes: Iterable[Any]) -> list[_Pattern]:
+    patterns: list[_Pattern] = []
+    for route in routes:
+        regex, path = getattr(route, "path_regex", None), getattr(route, "path", None)
+        if isinstance(regex, re.Pattern) and isinstance(path, str):
+            sub_routes = getattr(route, "routes", None)  # a Mount of an app with a router
+            if sub_routes:
+                patterns.append((regex, path, _patterns(sub_routes)))
+            else:
+                patterns.append((regex, getattr(route, "path_format", None) or path, None))
+    return patterns
+
+
+def _match(patterns: list[_Pattern], path: str) -> str | None:
+    """The full template for `path`, mount prefixes included (`/sub/items/{user_id}`)."""
+    for regex, template, mounted in patterns:
+        match = regex.match(path)
+        if match is None:
+            continue
+        if mounted is None:
+            return template
+        inner = _match(mounted, "/" + match.groupdict().get("path", ""))
+        return template.rstrip("/") + inner if inner else template
+    return None
+
+
+def is_mounted(scope: Mapping[str, Any]) -> bool:
+    """True when a Mount routed the request: its prefix is in root_path, not in the template."""
+    root_path = scope.get("root_path", "")
+    return bool(root_path != scope.get("app_root_path", root_path))

@@ -386,3 +386,32 @@ def test_bad_alert_settings_fail_at_startup_but_never_in_a_request(
     lazy = ErrorTracker(alertmanager_url="", clock=Clock())
     assert lazy.track(KeyError("k"), "lookup") is False  # defaults, with a warning
     assert any(r["message"].startswith("Error alert settings ignored") for r in log_capture.records)
+
+
+def test_a_mounted_apps_routes_are_labelled_with_the_full_template(
+    registry: CollectorRegistry, log_capture: LogCapture
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def ok(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = Starlette(routes=[Route("/items/{user_id}", ok)])
+    app = Starlette(routes=[Route("/u/{user_id}", ok), Mount("/sub", app=inner)])
+    instrument_app(app, registry=registry)
+    asyncio.run(get_all(app, [("/sub/items/bob", {}), ("/sub/items/eve", {}), ("/u/al", {})]))
+    assert (
+        registry.get_sample_value(
+            "http_requests_total",
+            {"method": "GET", "route": "/sub/items/{user_id}", "status": "200"},
+        )
+        == 2
+    )
+    assert (
+        registry.get_sample_value(
+            "http_requests_total", {"method": "GET", "route": "/u/{user_id}", "status": "200"}
+        )
+        == 1
+    )
