@@ -18,15 +18,15 @@ from prometheus_client.registry import Collector
 BOOT_ID = uuid.uuid4().hex
 _seq = itertools.count(1)
 _accepted = 0
+_accepted_reported = 0
 _dropped: Counter[tuple[str, str]] = Counter()
 _lock = threading.Lock()
 
 
 def next_seq() -> int:
-    """The next record sequence number; `accepted()` never goes backwards across threads."""
+    """The next record sequence number (`next()` on a count is atomic under the GIL)."""
     global _accepted
-    with _lock:
-        _accepted = seq = next(_seq)
+    _accepted = seq = next(_seq)  # threads may store out of order; `accepted()` evens it out
     return seq
 
 
@@ -42,8 +42,11 @@ def dropped(sink: str | None = None) -> int:
 
 
 def accepted() -> int:
-    """Records that have been given a `seq` so far."""
-    return _accepted
+    """Records that have been given a `seq` so far; never less than a previous answer."""
+    global _accepted_reported
+    with _lock:
+        _accepted_reported = max(_accepted_reported, _accepted)
+        return _accepted_reported
 
 
 class LogAccountingCollector(Collector):
@@ -53,7 +56,7 @@ class LogAccountingCollector(Collector):
         total = CounterMetricFamily(
             "log_records", "Log records accepted by corrstack handlers.", labels=[]
         )
-        total.add_metric([], float(_accepted))
+        total.add_metric([], float(accepted()))
         yield total
         family = CounterMetricFamily(
             "log_records_dropped",

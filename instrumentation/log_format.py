@@ -46,6 +46,7 @@ _SCALARS = frozenset({int, float, bool, type(None)})
 _MAX_MESSAGE_CHARS = 16 * 1024
 _MAX_STACK_CHARS = 32 * 1024
 _second_cache: tuple[int, str] = (-1, "")
+_MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
 
 
 def format_timestamp(created: float) -> str:
@@ -56,7 +57,7 @@ def format_timestamp(created: float) -> str:
     if second != cached_second:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
-    return f"{prefix}.{int((created - second) * 1000):03d}Z"
+    return prefix + _MILLIS[int((created - second) * 1000)]
 
 
 def _error_fields(record: logging.LogRecord, data: dict[str, Any]) -> None:
