@@ -74,9 +74,12 @@ class AlertConfig:
     critical_error_count: float
     critical_error_window: str
     critical_error_for: str
-    # CostAnomaly: the last hour against the hourly average of the day before it, and
-    # against the daily budget, so neither a cheap service's jump nor steady spend pages.
+    # CostAnomaly fires on either: the last hour at more than `cost_anomaly_factor` × the
+    # hourly average of the day before it (once spend is past `cost_anomaly_min_daily_usd` a
+    # day, so a cheap service's jump stays quiet), or a pace that would exceed the daily budget
+    # (so steady overspend alerts too, anomaly or not).
     cost_anomaly_factor: float
+    cost_anomaly_min_daily_usd: float
     cost_daily_budget_usd: float
     cost_baseline_window: str
     cost_for: str
@@ -148,6 +151,7 @@ DEFAULT = AlertConfig(
     critical_error_window="10m",
     critical_error_for="1m",
     cost_anomaly_factor=3,
+    cost_anomaly_min_daily_usd=10,
     cost_daily_budget_usd=50,
     cost_baseline_window="1d",
     cost_for="15m",

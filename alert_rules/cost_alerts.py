@@ -28,27 +28,32 @@ def cost_recording_rules(config: AlertConfig) -> list[Rule]:
 
 def cost_anomaly(config: AlertConfig) -> AlertSpec:
     factor, budget = config.cost_anomaly_factor, config.cost_daily_budget_usd
+    floor = config.cost_anomaly_min_daily_usd
     return AlertSpec(
         name="CostAnomaly",
-        # The baseline comparison comes first: `and` keeps its left side's value, the hourly
-        # spend the description prints.
+        # Each arm keeps the hourly spend as its value (`and` keeps its left side), which the
+        # description prints. A service without a day of history has no baseline: only the
+        # budget arm can fire for it.
         expr=(
             f"(\n"
             f"  {HOURLY} > {factor:g} * {BASELINE}\n"
-            # A service without a day of history has no baseline: the budget decides alone.
-            f"  or on (service)\n"
-            f"  {HOURLY} unless on (service) {BASELINE}\n"
+            f"  and on (service)\n"
+            f"  {HOURLY} * 24 > {floor:g}\n"
             f")\n"
-            f"and on (service)\n"
-            f"{HOURLY} * 24 > {budget:g}"
+            f"or on (service)\n"
+            f"(\n"
+            f"  {HOURLY}\n"
+            f"  and on (service)\n"
+            f"  {HOURLY} * 24 > {budget:g}\n"
+            f")"
         ),
         for_=config.cost_for,
         severity="warning",
         summary="API cost anomaly on {service}",
         description=(
             "{service} spent ${value} on external APIs in the last hour: more than "
-            f"{factor:g}× its hourly average of the previous {config.cost_baseline_window}, "
-            f"on pace to exceed the daily budget of ${budget:g}."
+            f"{factor:g}× its hourly average of the previous {config.cost_baseline_window} "
+            f"(past ${floor:g} a day), or on pace to exceed the daily budget of ${budget:g}."
         ),
         value_format='$value | printf "%.2f"',
     )
@@ -89,10 +94,17 @@ def cost_scenarios(config: AlertConfig) -> list[Scenario]:
         labels, spec.expected_annotations(config, service=SERVICE, value=fixed_two(spike))
     )
     start = history * 5
-    # Minutes into the spike when both conditions first hold; pending shortly after.
-    crossing = 60 * max((factor - 1) / (2 * factor - 1), 1 / (2 * factor - 1))
+    # Minutes into the spike when an arm first holds (the 1h increase ramps linearly from
+    # `base` to `spike`): the anomaly arm at `factor`× the baseline, the budget arm at the
+    # budget's hourly pace (twice `base`); pending shortly after.
+    ramp = spike - base
+    crossing = 60 * min((factor - 1) * base / ramp, (budget / 24 - base) / ramp)
     pending_at = start + (int(crossing) // 5 + 2) * 5
     cheap = budget / 24 / 100
+    over_budget = budget / 24 * 2  # dollars per hour, steady: no anomaly, twice the budget
+    # A tenth of the budget's pace; the jump to (factor + 1)× clears the floor, not the budget.
+    quiet = budget / 24 / 10
+    assert config.cost_anomaly_min_daily_usd < quiet * (factor + 1) * 24 < budget
     return [
         Scenario(
             name="CostAnomaly: pending until for elapses, then firing",
@@ -104,7 +116,45 @@ def cost_scenarios(config: AlertConfig) -> list[Scenario]:
             ],
         ),
         Scenario(
-            name="CostAnomaly: a jump far below the daily budget stays silent",
+            name="CostAnomaly: steady spend over the daily budget fires without an anomaly",
+            interval="5m",
+            series={series: counter(over_budget / per_hour, history + spike_steps)},
+            checks=[
+                Check(
+                    format_duration((start + hold + 5) * 60),
+                    spec.name,
+                    firing=[
+                        Alert(
+                            labels,
+                            spec.expected_annotations(
+                                config, service=SERVICE, value=fixed_two(over_budget)
+                            ),
+                        )
+                    ],
+                )
+            ],
+        ),
+        Scenario(
+            name="CostAnomaly: a jump under the daily budget but past the floor fires",
+            interval="5m",
+            series={series: spend(quiet, quiet * (factor + 1))},
+            checks=[
+                Check(
+                    format_duration((start + after_minutes) * 60),
+                    spec.name,
+                    firing=[
+                        Alert(
+                            labels,
+                            spec.expected_annotations(
+                                config, service=SERVICE, value=fixed_two(quiet * (factor + 1))
+                            ),
+                        )
+                    ],
+                )
+            ],
+        ),
+        Scenario(
+            name="CostAnomaly: a jump far below the anomaly floor stays silent",
             interval="5m",
             series={series: spend(cheap, cheap * factor * 3)},
             checks=[Check(format_duration((start + after_minutes) * 60), spec.name)],
