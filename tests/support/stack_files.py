@@ -124,7 +124,8 @@ def explore_queries(url: str) -> list[dict[str, Any]]:
     assert len(panes) == 1, panes
     [pane] = panes.values()
     assert pane["datasource"] == "loki"
-    assert set(pane["range"]) == {"from", "to"}
+    # The dashboard's time range, which holds the clicked exemplar and so its request's lines.
+    assert pane["range"] == {"from": "${__from}", "to": "${__to}"}
     queries: list[dict[str, Any]] = pane["queries"]
     return queries
 
