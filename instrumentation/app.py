@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from instrumentation.accounting import LogAccountingCollector
 from instrumentation.error_tracking import error_tracker
+from instrumentation.faults import FaultCollector
 from instrumentation.logging_setup import reclaim_server_loggers, setup_logging
 from instrumentation.metrics import metrics_for, use_registry
 from instrumentation.middleware import CorrelationMiddleware
@@ -56,6 +57,7 @@ def _register_collectors(registry: CollectorRegistry) -> None:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
     registry.register(LogAccountingCollector())
+    registry.register(FaultCollector())
 
 
 def instrument_app(

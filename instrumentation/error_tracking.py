@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -22,10 +22,14 @@ from typing import Any, Literal
 from instrumentation import logging_setup
 from instrumentation.alert_sender import AlertSender
 from instrumentation.context import current_context
+from instrumentation.error_fields import error_fields, safe_str
+from instrumentation.faults import report_fault
 from instrumentation.log_filters import mark_logged
 from instrumentation.logger import get_logger
 from instrumentation.metrics import default_metrics
+from instrumentation.redaction import redact_text
 from instrumentation.sanitize import clean_text
+from instrumentation.settings import bounded_float, bounded_int, env, http_url
 
 Severity = Literal["warning", "error", "critical"]
 _log = get_logger("corrstack.errors")
@@ -46,30 +50,45 @@ class Thresholds:
     cooldown: float = 900.0
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.critical_count < 1:
-            raise ValueError("error alert thresholds must be at least 1")
-        if min(self.window, self.critical_window) <= 0 or self.cooldown < 0:
-            raise ValueError("error alert windows must be positive and the cooldown not negative")
+        for name, low, high in _LIMITS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"error alert {name} must be a number, not {value!r}")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"error alert {name}={value!r} is not in [{low:g}, {high:g}]")
 
     @classmethod
     def from_env(cls) -> Thresholds:
-        """From `ERROR_ALERT_*`; a malformed value raises ValueError naming the variable."""
+        """From `ERROR_ALERT_*`; a malformed or out-of-range value raises ValueError naming
+        the variable."""
         values: dict[str, Any] = {}
-        for name, field, kind in (
-            ("ERROR_ALERT_THRESHOLD", "count", int),
-            ("ERROR_ALERT_WINDOW_SECONDS", "window", float),
-            ("ERROR_ALERT_CRITICAL_THRESHOLD", "critical_count", int),
-            ("ERROR_ALERT_CRITICAL_WINDOW_SECONDS", "critical_window", float),
-            ("ERROR_ALERT_COOLDOWN_SECONDS", "cooldown", float),
-        ):
-            raw = os.environ.get(name)
-            if raw is None or raw == "":
+        for variable, (name, low, high) in zip(_VARIABLES, _LIMITS, strict=True):
+            raw = env(variable)
+            if raw is None:
                 continue
-            try:
-                values[field] = kind(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+            if name in ("count", "critical_count"):
+                values[name] = bounded_int(variable, raw, int(low), int(high))
+            else:
+                values[name] = bounded_float(variable, raw, low, high)
         return cls(**values)
+
+
+_WEEK = 7 * 24 * 3600.0
+# (field, lowest, highest): counts from 1 to a million, windows up to a week, cooldown too.
+_LIMITS = (
+    ("count", 1, 1_000_000),
+    ("window", 1.0, _WEEK),
+    ("critical_count", 1, 1_000_000),
+    ("critical_window", 1.0, _WEEK),
+    ("cooldown", 0.0, _WEEK),
+)
+_VARIABLES = (
+    "ERROR_ALERT_THRESHOLD",
+    "ERROR_ALERT_WINDOW_SECONDS",
+    "ERROR_ALERT_CRITICAL_THRESHOLD",
+    "ERROR_ALERT_CRITICAL_WINDOW_SECONDS",
+    "ERROR_ALERT_COOLDOWN_SECONDS",
+)
 
 
 class _Pattern:
@@ -113,18 +132,25 @@ class ErrorTracker:
         self._patterns: OrderedDict[tuple[str, str], _Pattern] = OrderedDict()
         self._lock = threading.Lock()
         self._sender: AlertSender | None = None
+        self._runbook_url = RUNBOOK_URL_BASE + "#errorpatterndetected"
         self._configured = False
 
     def configure(self) -> None:
-        """Read the environment now; raises ValueError on a malformed `ERROR_ALERT_*` value.
+        """Read the environment now; raises ValueError naming the variable on a malformed
+        `ERROR_ALERT_*`, `ALERTMANAGER_URL` or `RUNBOOK_URL_BASE`.
 
         `instrument_app()` calls this at startup, so a typo fails loudly there. Called lazily
-        from a request instead, a bad value falls back to the defaults with a warning.
+        from a request instead, a bad value is counted as a fault and alerting stays off.
         """
         if self._configured:
             return
-        self._thresholds = self._thresholds or Thresholds.from_env()
-        url = self._url if self._url is not None else os.environ.get("ALERTMANAGER_URL", "")
+        thresholds = self._thresholds or Thresholds.from_env()
+        url = self._url if self._url is not None else env("ALERTMANAGER_URL") or ""
+        if url:
+            http_url("ALERTMANAGER_URL", url)
+        runbook = http_url("RUNBOOK_URL_BASE", env("RUNBOOK_URL_BASE") or RUNBOOK_URL_BASE)
+        self._thresholds = thresholds
+        self._runbook_url = runbook + "#errorpatterndetected"
         self._sender = AlertSender(url) if url else None
         self._configured = True
 
@@ -134,9 +160,11 @@ class ErrorTracker:
         try:
             self.configure()
         except ValueError as error:
-            _log.warning("Error alert settings ignored, using defaults", reason=str(error))
-            self._thresholds = Thresholds()
-            self.configure()
+            report_fault("error_tracker", "invalid_setting", str(error))
+            self._thresholds = self._thresholds or Thresholds()
+            self._runbook_url = RUNBOOK_URL_BASE + "#errorpatterndetected"
+            self._sender = None
+            self._configured = True
 
     @property
     def sender(self) -> AlertSender | None:
@@ -150,31 +178,43 @@ class ErrorTracker:
         severity: Severity = "error",
         **fields: Any,
     ) -> bool:
-        """Record one error; returns True when it triggered an alert."""
+        """Record one error; returns True when it triggered an alert.
+
+        Never raises: a bad argument (an unknown severity, an exception whose ``__str__``
+        raises) is counted in `instrumentation_faults_total` and the error still tracked.
+        """
+        try:
+            return self._track(error, operation, severity, fields)
+        except Exception as fault:
+            report_fault("error_tracker", "track_failed", f"{type(fault).__name__}: {fault}")
+            return False
+
+    def _track(
+        self, error: BaseException | str, operation: str, severity: str, fields: dict[str, Any]
+    ) -> bool:
         self._configure()
         assert self._thresholds is not None
-        error_type = type(error).__name__ if isinstance(error, BaseException) else "Error"
-        operation = clean_text(operation, 64)
+        described = error_fields(error)
+        error_type = described["error_type"]
+        operation = clean_text(redact_text(safe_str(operation, 256)), 64)
+        if severity not in _LEVELS:
+            report_fault("error_tracker", "invalid_severity", safe_str(severity, 64))
+            severity = "error"
         default_metrics().app_errors_total.labels(error_type, operation, severity).inc()
         exc_info = (
             (type(error), error, error.__traceback__)
             if isinstance(error, BaseException) and error.__traceback__ is not None
             else None
         )
-        level = logging.CRITICAL if severity == "critical" else logging.ERROR
-        if severity == "warning":
-            level = logging.WARNING
-        _log.log(
-            level,
-            "Error tracked",
-            error_type=error_type,
-            error_message=clean_text(str(error)),
-            operation=operation,
-            severity=severity,
-            exc_info=exc_info,
-            stacklevel=2,
+        line_fields = {
             **fields,
-        )
+            **described,
+            "operation": operation,
+            "severity": severity,
+            "exc_info": exc_info,
+            "stacklevel": 3,
+        }
+        _log.log(_LEVELS[severity], "Error tracked", **line_fields)
         if exc_info is not None:
             mark_logged(exc_info[1])  # a re-raise reaching the middleware logs no second stack
         now = self._clock()
@@ -190,7 +230,9 @@ class ErrorTracker:
                 return False
             pattern.last_alert = now
         alert_severity = "critical" if critical >= self._thresholds.critical_count else "warning"
-        self._alert(error_type, operation, alert_severity, count, critical, str(error))
+        self._alert(
+            error_type, operation, alert_severity, count, critical, described["error_message"]
+        )
         return True
 
     def _pattern(self, key: tuple[str, str], thresholds: Thresholds) -> _Pattern:
@@ -227,28 +269,38 @@ class ErrorTracker:
         now = datetime.now(UTC)
         window_minutes = int(self._thresholds.window // 60)
         alert = {
-            "labels": {
-                "alertname": ALERT_NAME,
-                "severity": severity,
-                "service": logging_setup.service_name,
-                "environment": logging_setup.environment_name,
-                "error_type": error_type,
-                "operation": operation,
-            },
-            "annotations": {
-                "summary": f"{error_type} in {operation}: {count} errors",
-                "description": (
-                    f"{count} {error_type} errors in {operation} within {window_minutes} min "
-                    f"({critical} critical). Last: {clean_text(message, 256)}"
-                ),
-                "request_id": context.get("request_id", ""),
-                "runbook_url": os.environ.get("RUNBOOK_URL_BASE", RUNBOOK_URL_BASE)
-                + "#errorpatterndetected",
-            },
+            "labels": _redacted(
+                {
+                    "alertname": ALERT_NAME,
+                    "severity": severity,
+                    "service": logging_setup.service_name,
+                    "environment": logging_setup.environment_name,
+                    "error_type": error_type,
+                    "operation": operation,
+                }
+            ),
+            "annotations": _redacted(
+                {
+                    "summary": f"{error_type} in {operation}: {count} errors",
+                    "description": (
+                        f"{count} {error_type} errors in {operation} within {window_minutes} min "
+                        f"({critical} critical). Last: {message[:256]}"
+                    ),
+                    "request_id": context.get("request_id", ""),
+                    "runbook_url": self._runbook_url,
+                }
+            ),
             "startsAt": now.isoformat(),
             "endsAt": (now + timedelta(seconds=max(self._thresholds.cooldown, 300))).isoformat(),
         }
         self._sender.send([alert])
 
+
+def _redacted(texts: dict[str, str]) -> dict[str, str]:
+    """Label and annotation values as they may leave the process: bounded, clean, no secret."""
+    return {name: redact_text(clean_text(value, 1024)) for name, value in texts.items()}
+
+
+_LEVELS = {"warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 
 error_tracker = ErrorTracker()

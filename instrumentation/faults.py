@@ -7,6 +7,7 @@ first of each kind is logged as a warning, so a bug in a caller shows up without
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -26,13 +27,11 @@ def report_fault(component: str, reason: str, detail: str = "") -> None:
         _counts[(component, reason)] += 1
         first = _counts[(component, reason)] == 1
     if first:
-        try:
+        with contextlib.suppress(Exception):  # reporting a fault must not become one
             _log.warning(
                 "corrstack fault (logged once, then counted in instrumentation_faults_total)",
                 extra={"component": component, "reason": reason, "detail": detail[:256]},
             )
-        except Exception:  # reporting a fault must not become one
-            pass
 
 
 def fault_count(component: str | None = None, reason: str | None = None) -> int:

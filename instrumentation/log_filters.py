@@ -21,6 +21,10 @@ from instrumentation.ids import valid_id
 from instrumentation.sanitize import clean_user_id
 
 _LOGGED_MARK = "__corrstack_logged__"
+# Set on a record the filter has seen; an object no `extra=` can supply.
+_FILTERED = "corrstack_filtered"
+_FILTERED_MARK = object()
+_OWN_ATTRS = ("seq", "boot_id", "corrstack_fields")
 # Only a server's report is dropped: an app's own lines about the same exception are kept.
 _SERVER_LOGGERS = frozenset({"uvicorn.error", "uvicorn", "gunicorn.error", "hypercorn.error"})
 
@@ -37,11 +41,15 @@ class CorrelationFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         attrs = record.__dict__
-        if "seq" in attrs:
+        if attrs.get(_FILTERED) is _FILTERED_MARK:
             return True
         exc_info = record.exc_info
         if exc_info and record.name in _SERVER_LOGGERS and was_logged(exc_info[1]):
             return False  # a server's second report of an exception we logged with its stack
+        attrs[_FILTERED] = _FILTERED_MARK
+        for name in _OWN_ATTRS:
+            if name in attrs:  # passed by the caller (`extra={"seq": …}`): a field like others
+                attrs["field_" + name] = attrs.pop(name)
         # Passed explicitly (extra=, keyword fields): validated like header values.
         attrs["request_id"] = _explicit_id(attrs, "request_id") or request_id_var.get()
         attrs["trace_id"] = _explicit_id(attrs, "trace_id") or trace_id_var.get()

@@ -14,9 +14,11 @@ from itertools import islice
 from typing import Any
 
 import orjson
-from pythonjsonlogger.orjson import OrjsonFormatter, orjson_default
+from pythonjsonlogger.orjson import OrjsonFormatter
 
-from instrumentation.redaction import redact_text, redact_value, secret_key_cache
+from instrumentation.error_fields import error_fields, safe_str
+from instrumentation.field_values import MAX_KEY_CHARS, TRUNCATED, field_key, field_value
+from instrumentation.redaction import redact_text
 from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
 # Attributes a caller's field may not take: LogRecord's own and corrstack's bookkeeping.
@@ -30,6 +32,7 @@ UNSETTABLE_ATTRS = frozenset(
         "seq",
         "boot_id",
         "corrstack_fields",
+        "corrstack_filtered",
         "_corrstack_line",
     }
 )
@@ -41,10 +44,32 @@ RESERVED_ATTRS = UNSETTABLE_ATTRS | {
     "span_id",
     "user_id",
 }
+# The most a line may take, in bytes of UTF-8, newline excluded: well under Loki's default
+# 256 KB `max_line_size`. A record that would be longer keeps its context and message and
+# names the fields it dropped in `truncated`.
+MAX_LINE_BYTES = 64 * 1024
+MAX_MESSAGE_CHARS = 16 * 1024
+MAX_STACK_CHARS = 32 * 1024
+_MAX_NAME_CHARS = 256
+_CONTEXT_KEYS = (
+    "timestamp",
+    "level",
+    "logger",
+    "service",
+    "environment",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "module",
+    "function",
+    "line",
+    "seq",
+    "boot_id",
+    "error_type",
+    "event_type",
+)
 _STANDARD_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
-_SCALARS = frozenset({int, float, bool, type(None)})
-_MAX_MESSAGE_CHARS = 16 * 1024
-_MAX_STACK_CHARS = 32 * 1024
 _second_cache: tuple[int, str] = (-1, "")
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
 
@@ -60,40 +85,56 @@ def format_timestamp(created: float) -> str:
     return prefix + _MILLIS[int((created - second) * 1000)]
 
 
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + TRUNCATED
+
+
 def _error_fields(record: logging.LogRecord, data: dict[str, Any]) -> None:
     exc_type, exc, tb = record.exc_info or (None, None, None)
     if exc_type is not None:
-        data["error_type"] = exc_type.__name__
-        data["error_message"] = redact_text(clean_text(str(exc)))
+        if exc is not None:
+            data.update(error_fields(exc))
+        else:
+            data["error_type"] = exc_type.__name__
         if not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(exc_type, exc, tb))
+            try:
+                record.exc_text = "".join(traceback.format_exception(exc_type, exc, tb))
+            except Exception:  # a traceback that cannot be rendered still leaves error_type
+                record.exc_text = ""
     if record.exc_text:
-        data["stacktrace"] = redact_text(record.exc_text[-_MAX_STACK_CHARS:])
+        data["stacktrace"] = redact_text(record.exc_text[-MAX_STACK_CHARS:])
     if record.stack_info:
-        data["stack_info"] = record.stack_info[-_MAX_STACK_CHARS:]
+        data["stack_info"] = redact_text(record.stack_info[-MAX_STACK_CHARS:])
+
+
+def _json_default(value: Any) -> Any:
+    # Values are JSON-native after `field_value`; this only guards what slipped past it.
+    return clean_text(redact_text(safe_str(value, 256)), 256)
 
 
 class JsonFormatter(OrjsonFormatter):
-    """One JSON object per record, keys as DESIGN.md spells them.
+    """One JSON object per record, keys as docs/reference.md spells them.
+
+    Every line is valid JSON of at most `MAX_LINE_BYTES` bytes, with secrets masked and unsafe
+    characters escaped.
 
     >>> handler.setFormatter(JsonFormatter(service="api", environment="prod"))
     """
 
     def __init__(self, service: str = "unknown", environment: str = "development") -> None:
         super().__init__()
-        self.service = service
-        self.environment = environment
+        self.service = clean_text(service, 64)
+        self.environment = clean_text(environment, 64)
 
     def format(self, record: logging.LogRecord) -> str:
-        # Two handlers (stdout and file) share one rendering of the record.
+        # Two sinks (stdout and file) share one rendering of the record.
         line: str | None = record.__dict__.get("_corrstack_line")
         if line is not None:
             return line
         try:
-            encoded = self._encode(self.record_fields(record))
+            line = self._render(self.record_fields(record))
         except Exception as error:  # a formatter must never raise into the caller
-            encoded = self._encode(self._fallback_fields(record, error))
-        line = escape_unsafe_json(encoded).decode()
+            line = self._render(self._fallback_fields(record, error))
         record._corrstack_line = line
         return line
 
@@ -102,13 +143,11 @@ class JsonFormatter(OrjsonFormatter):
         message = record.msg
         if record.args or type(message) is not str:
             message = record.getMessage()
-        if len(message) > _MAX_MESSAGE_CHARS:
-            message = message[:_MAX_MESSAGE_CHARS] + "…[truncated]"
         data: dict[str, Any] = {
             "timestamp": format_timestamp(record.created),
             "level": record.levelname,
-            "logger": record.name,
-            "message": redact_text(message),
+            "logger": _bounded(record.name, _MAX_NAME_CHARS),
+            "message": redact_text(_bounded(message, MAX_MESSAGE_CHARS)),
             "service": self.service,
             "environment": self.environment,
             "request_id": attrs.get("request_id") or "",
@@ -119,7 +158,7 @@ class JsonFormatter(OrjsonFormatter):
         if user_id is not None:
             data["user_id"] = user_id
         data["module"] = record.module
-        data["function"] = record.funcName
+        data["function"] = _bounded(record.funcName or "", _MAX_NAME_CHARS)
         data["line"] = record.lineno
         seq = attrs.get("seq")
         if seq is not None:
@@ -128,53 +167,73 @@ class JsonFormatter(OrjsonFormatter):
         bound = attrs.get("corrstack_fields")
         if bound:
             for key, value in bound.items():
-                data[key if key not in data else "field_" + key] = redact_value(key, value)
+                self._add_field(data, key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
-        secret_keys = secret_key_cache
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
-            if key in RESERVED_ATTRS:
-                continue
-            if key in data:  # a field named like a line key ("level", "service"): keep both
-                key = "field_" + key
-            if type(value) in _SCALARS and secret_keys.get(key) is False:
-                data[key] = value  # the common case, without a call
-            else:
-                data[key] = redact_value(key, value)
+            if key not in RESERVED_ATTRS:
+                self._add_field(data, key, value)
         if record.exc_info or record.exc_text or record.stack_info:
             _error_fields(record, data)
         return data
 
+    @staticmethod
+    def _add_field(data: dict[str, Any], key: Any, value: Any) -> None:
+        if type(key) is not str or len(key) > MAX_KEY_CHARS or not key.isprintable():
+            raw = key if type(key) is str else safe_str(key, MAX_KEY_CHARS)
+            key = field_key(raw)
+            value = field_value(raw, value)  # judged by the whole key, written bounded
+        else:
+            value = field_value(key, value)
+        if key in data:  # a field named like a line key ("level", "service"): keep both
+            key = "field_" + key
+        data[key] = value
+
+    def _render(self, data: dict[str, Any]) -> str:
+        line = escape_unsafe_json(self._encode(data).decode())
+        # A character takes at most 4 bytes: only a long line needs its bytes counted.
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
+            line = escape_unsafe_json(self._encode(self._shrunk(data)).decode())
+        return line
+
+    def _shrunk(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The record cut to fit `MAX_LINE_BYTES`: context, a shorter message and stack."""
+        kept = {key: data[key] for key in _CONTEXT_KEYS if key in data}
+        kept["message"] = _bounded(data.get("message", ""), 2048)
+        if "error_message" in data:
+            kept["error_message"] = _bounded(data["error_message"], 1024)
+        if "stacktrace" in data:
+            kept["stacktrace"] = data["stacktrace"][-4096:]
+        dropped = [key for key in data if key not in kept]
+        names = ", ".join(key[:64] for key in dropped[:20])
+        more = f" and {len(dropped) - 20} more" if len(dropped) > 20 else ""
+        kept["truncated"] = f"line over {MAX_LINE_BYTES} bytes; fields cut: {names}{more}"
+        return kept
+
     def _encode(self, data: dict[str, Any]) -> bytes:
         try:
-            return orjson.dumps(data, default=orjson_default, option=orjson.OPT_NON_STR_KEYS)
+            return orjson.dumps(data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:  # lone surrogates and other strings orjson refuses
             return orjson.dumps(
-                deep_clean(data), default=_repr_default, option=orjson.OPT_NON_STR_KEYS
+                deep_clean(data), default=_json_default, option=orjson.OPT_NON_STR_KEYS
             )
 
     def _fallback_fields(self, record: logging.LogRecord, error: Exception) -> dict[str, Any]:
+        attrs = record.__dict__
         return {
             "timestamp": format_timestamp(record.created),
             "level": record.levelname,
-            "logger": record.name,
-            "message": clean_text(str(record.msg)),
+            "logger": _bounded(record.name, _MAX_NAME_CHARS),
+            "message": redact_text(safe_str(record.msg, 2048)),
             "service": self.service,
             "environment": self.environment,
-            "request_id": record.__dict__.get("request_id") or "",
-            "trace_id": record.__dict__.get("trace_id") or "",
-            "span_id": record.__dict__.get("span_id") or "",
+            "request_id": attrs.get("request_id") or "",
+            "trace_id": attrs.get("trace_id") or "",
+            "span_id": attrs.get("span_id") or "",
             "module": record.module,
-            "function": record.funcName,
+            "function": _bounded(record.funcName or "", _MAX_NAME_CHARS),
             "line": record.lineno,
-            "format_error": f"{type(error).__name__}: {clean_text(str(error), 256)}",
+            "format_error": f"{type(error).__name__}: {redact_text(safe_str(error, 256))}",
         }
-
-
-def _repr_default(value: Any) -> Any:
-    try:
-        return orjson_default(value)
-    except Exception:
-        return clean_text(repr(value), 256)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -185,16 +244,19 @@ class ConsoleFormatter(logging.Formatter):
         self._json = JsonFormatter(service, environment)
 
     def format(self, record: logging.LogRecord) -> str:
-        data = self._json.record_fields(record)
+        try:
+            data = self._json.record_fields(record)
+        except Exception as error:  # as in JsonFormatter: never raise into the caller
+            data = self._json._fallback_fields(record, error)
         head = (
-            f"{data.pop('timestamp')} {data.pop('level'):<8} {data.pop('service')} "
-            f"{data.pop('logger')}: {clean_text(data.pop('message'))}"
+            f"{data.pop('timestamp')} {data.pop('level'):<8} {clean_text(data.pop('service'))} "
+            f"{clean_text(data.pop('logger'))}: {clean_text(data.pop('message'))}"
         )
         for key in ("environment", "module", "function", "line", "seq", "boot_id"):
             data.pop(key, None)
         stack = data.pop("stacktrace", None)
         tail = " ".join(
-            f"{key}={clean_text(str(value), 256)}"
+            f"{clean_text(key, MAX_KEY_CHARS)}={clean_text(str(value), 256)}"
             for key, value in data.items()
             if value not in ("", None)
         )

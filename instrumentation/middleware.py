@@ -106,7 +106,12 @@ class CorrelationMiddleware:
         span_token = span_id_var.set(span_id)
         scope_token = scope_var.set(scope)
         if rejected is not None:
-            _warn.warning("Invalid correlation ID replaced", extra={"header": rejected.decode()})
+            try:
+                _warn.warning(
+                    "Invalid correlation ID replaced", extra={"header": rejected.decode()}
+                )
+            except Exception:  # as for the access line: a failing filter never fails a request
+                count_drop("correlation_warning", "error")
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED
         gauge = self._child(self._gauge_children, self._in_progress, (method, gauge_route))

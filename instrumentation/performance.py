@@ -13,6 +13,8 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 import psutil
 
 from instrumentation.context import request_id_var
+from instrumentation.error_fields import error_fields
+from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
 from instrumentation.metrics import default_metrics
 
@@ -23,11 +25,16 @@ _process: psutil.Process | None = None
 _MB = 1024 * 1024
 
 
-def _rss() -> int:
+def _rss() -> int | None:
+    """The process RSS in bytes; None (counted as a fault) when psutil cannot tell."""
     global _process
-    if _process is None:
-        _process = psutil.Process()
-    return int(_process.memory_info().rss)
+    try:
+        if _process is None:
+            _process = psutil.Process()
+        return int(_process.memory_info().rss)
+    except Exception as error:  # psutil.Error, a sandbox without /proc, …: never a 500
+        report_fault("performance", "memory_probe_failed", f"{type(error).__name__}: {error}")
+        return None
 
 
 class _Timing:
@@ -39,10 +46,17 @@ class _Timing:
         self.operation = operation
         self.track_memory = track_memory
         self.fields = fields
-        self.memory_before = _rss() if track_memory else 0
+        self.memory_before = _rss() if track_memory else None
         self.start = perf_counter()
 
     def finish(self, error: BaseException | None) -> None:
+        """Log and observe the run; a failure to do so is a counted fault, never the caller's."""
+        try:
+            self._finish(error)
+        except Exception as fault:
+            report_fault("performance", "record_failed", f"{type(fault).__name__}: {fault}")
+
+    def _finish(self, error: BaseException | None) -> None:
         duration = perf_counter() - self.start
         status = "success" if error is None else "error"
         fields: dict[str, Any] = {
@@ -51,20 +65,21 @@ class _Timing:
             "status": status,
             **self.fields,
         }
-        if self.track_memory:
-            fields["memory_delta_mb"] = round((_rss() - self.memory_before) / _MB, 3)
+        if self.memory_before is not None:
+            memory_after = _rss()
+            if memory_after is not None:
+                fields["memory_delta_mb"] = round((memory_after - self.memory_before) / _MB, 3)
         request_id = request_id_var.get()
         exemplar = {"request_id": request_id} if request_id else None
         default_metrics().operation_duration_seconds.labels(self.operation, status).observe(
             duration, exemplar
         )
         if error is None:
-            _log.info("Operation completed", stacklevel=3, **fields)
+            _log.info("Operation completed", stacklevel=4, **fields)
         else:
             # The stack is logged once, by whoever handles the error (the middleware at the top).
-            fields["error_type"] = type(error).__name__
-            fields["error_message"] = str(error)
-            _log.log(logging.ERROR, "Operation failed", stacklevel=3, **fields)
+            fields.update(error_fields(error))
+            _log.log(logging.ERROR, "Operation failed", stacklevel=4, **fields)
 
 
 class log_performance:

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from instrumentation import context
+from instrumentation.faults import reset_faults
 from instrumentation.metrics import use_registry
 
 
@@ -32,6 +33,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def _clean_logging_and_context() -> Iterator[None]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    reset_faults()
     yield
     for handler in root.handlers[:]:
         if handler not in saved_handlers:

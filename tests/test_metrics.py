@@ -22,6 +22,7 @@ from instrumentation import (
     instrument_app,
     log_performance,
 )
+from instrumentation.faults import fault_count
 from tests.conftest import LogCapture
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -381,11 +382,13 @@ def test_bad_alert_settings_fail_at_startup_but_never_in_a_request(
     value: str,
 ) -> None:
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=name if value != "0" else "at least 1"):
+    with pytest.raises(ValueError, match=name):
         ErrorTracker(alertmanager_url="").configure()
     lazy = ErrorTracker(alertmanager_url="", clock=Clock())
-    assert lazy.track(KeyError("k"), "lookup") is False  # defaults, with a warning
-    assert any(r["message"].startswith("Error alert settings ignored") for r in log_capture.records)
+    assert lazy.track(KeyError("k"), "lookup") is False  # defaults, counted as a fault
+    assert fault_count("error_tracker", "invalid_setting") == 1
+    faults = log_capture.by_logger("corrstack.faults")
+    assert [f["component"] for f in faults] == ["error_tracker"]
 
 
 def test_a_mounted_apps_routes_are_labelled_with_the_full_template(
