@@ -7,40 +7,45 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import threading
 from collections import OrderedDict
 from datetime import UTC, date, datetime
 from typing import Any
 
 from instrumentation.context import current_user_id
+from instrumentation.error_fields import error_fields, safe_str
+from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
 from instrumentation.metrics import default_metrics
-from instrumentation.sanitize import clean_text
+from instrumentation.sanitize import clean_user_id
 
 _log = get_logger("corrstack.business")
 _LABEL_CHARS = 64
 DEFAULT_MAX_TRACKED_USERS = 10_000
-
-
-def _error_fields(error: BaseException | str) -> dict[str, str]:
-    if isinstance(error, BaseException):
-        return {"error_type": type(error).__name__, "error_message": clean_text(str(error))}
-    return {"error_type": "Error", "error_message": clean_text(error)}
+# A user id up to this long keys the cost table as it is; a longer one by a 16-byte digest of
+# all of it. An entry then costs at most ~0.8 KB whatever the client sent, and distinct ids
+# never share a total (a digest is bytes, so it cannot equal a short id either).
+_MAX_KEY_CHARS = 128
 
 
 class BusinessEvents:
     """Emits the product's business events; keeps per-user cost totals for the UTC day.
 
     The totals are bounded to `max_users` (least recently charged users are forgotten first)
-    and start from zero when the UTC day changes.
+    and start from zero when the UTC day changes. A bad cost (NaN, infinite, negative, not a
+    number) is never raised into the caller: it is counted in
+    `instrumentation_faults_total{component="business_events",reason="invalid_cost"}`, leaves
+    the counter and the totals alone, and the event is logged without `cost_usd`.
     """
 
     def __init__(self, max_users: int = DEFAULT_MAX_TRACKED_USERS) -> None:
         self._max_users = max_users
         self._lock = threading.Lock()
         self._day: date | None = None
-        self._daily_cost: OrderedDict[str, float] = OrderedDict()
+        self._daily_cost: OrderedDict[str | bytes, float] = OrderedDict()
 
     def _emit(
         self, event_type: str, message: str, level: int = logging.INFO, **fields: Any
@@ -78,7 +83,7 @@ class BusinessEvents:
             "Analysis failed",
             logging.ERROR,
             analysis_type=analysis_type,
-            **_error_fields(error),
+            **error_fields(error),
             **fields,
         )
 
@@ -95,21 +100,37 @@ class BusinessEvents:
         user_id: str | None = None,
         **fields: Any,
     ) -> float:
-        """Count the cost and return the user's total for the current UTC day."""
-        if cost_usd < 0:
-            raise ValueError("cost_usd must not be negative")
-        endpoint = clean_text(endpoint, _LABEL_CHARS)
-        model = clean_text(model, _LABEL_CHARS)
-        default_metrics().api_cost_usd_total.labels(endpoint, model).inc(cost_usd)
-        user = user_id if user_id is not None else current_user_id()
-        daily_total = self._add_daily_cost(user or "", cost_usd)
-        extra: dict[str, Any] = {"user_id": clean_text(user_id, 128)} if user_id else {}
+        """Count the cost and return the user's total for the current UTC day.
+
+        >>> business_events.api_cost_tracked("analyze", "gpt-4o-mini", 0.0021, user_id="u-42")
+        0.0021
+        """
+        endpoint = safe_str(endpoint, _LABEL_CHARS)
+        model = safe_str(model, _LABEL_CHARS)
+        cost = _valid_cost(cost_usd)
+        user = _user_text(user_id if user_id is not None else current_user_id())
+        key = _user_key(user)
+        if cost is None:
+            report_fault(
+                "business_events",
+                "invalid_cost",
+                f"cost_usd={safe_str(cost_usd, 64)} ({type(cost_usd).__name__})",
+            )
+            daily_total = self._daily_total(key)
+            cost_field: dict[str, Any] = {}
+        else:
+            default_metrics().api_cost_usd_total.labels(endpoint, model).inc(cost)
+            daily_total = self._add_daily_cost(key, cost)
+            cost_field = {"cost_usd": cost}
+        extra: dict[str, Any] = (
+            {"user_id": clean_user_id(user)} if user_id is not None and user else {}
+        )
         self._emit(
             "api_cost_tracked",
             "API cost tracked",
             endpoint=endpoint,
             model=model,
-            cost_usd=cost_usd,
+            **cost_field,
             daily_cost_usd=round(daily_total, 6),
             **extra,
             **fields,
@@ -118,15 +139,18 @@ class BusinessEvents:
 
     def daily_cost(self, user_id: str) -> float:
         """The user's API cost so far in the current UTC day."""
-        with self._lock:
-            self._roll_over()
-            return self._daily_cost.get(user_id, 0.0)
+        return self._daily_total(_user_key(_user_text(user_id)))
 
-    def _add_daily_cost(self, user_id: str, cost_usd: float) -> float:
+    def _daily_total(self, key: str | bytes) -> float:
         with self._lock:
             self._roll_over()
-            total = self._daily_cost.pop(user_id, 0.0) + cost_usd
-            self._daily_cost[user_id] = total  # most recent last
+            return self._daily_cost.get(key, 0.0)
+
+    def _add_daily_cost(self, key: str | bytes, cost_usd: float) -> float:
+        with self._lock:
+            self._roll_over()
+            total = self._daily_cost.pop(key, 0.0) + cost_usd
+            self._daily_cost[key] = total  # most recent last
             while len(self._daily_cost) > self._max_users:
                 self._daily_cost.popitem(last=False)
             return total
@@ -136,6 +160,32 @@ class BusinessEvents:
         if today != self._day:
             self._day = today
             self._daily_cost.clear()
+
+
+def _valid_cost(cost: object) -> float | None:
+    """`cost` as a finite, non-negative float; None for anything else (`"0.5"` and `True`
+    included: a caller passing those has a bug worth seeing)."""
+    if isinstance(cost, str | bytes | bool) or not hasattr(cost, "__float__"):
+        return None
+    try:
+        value = float(cost)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _user_text(user_id: object) -> str:
+    """A str id as it is (even a long one: the key is built from all of it)."""
+    if user_id is None or type(user_id) is str:
+        return user_id or ""
+    return safe_str(user_id, 4096)  # an int id, or anything else a caller passed
+
+
+def _user_key(user_id: str) -> str | bytes:
+    """The cost table's key for `user_id`: bounded in size, distinct for distinct ids."""
+    if len(user_id) <= _MAX_KEY_CHARS:
+        return user_id
+    return hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _utc_today() -> date:

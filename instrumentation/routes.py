@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 UNMATCHED = "unmatched"
+# The resolver's cache holds at most this many paths of at most this many characters, their
+# strings together at most this many bytes: ~1 MiB of keys plus ~200 KiB of table, whatever
+# paths a client sends. Route paths are short; a longer one is resolved on every request.
 _MAX_CACHED_PATHS = 4096
+_MAX_CACHED_PATH_CHARS = 256
+_MAX_CACHED_BYTES = 1 << 20
 
 
 def route_template(scope: Mapping[str, Any]) -> str:
@@ -26,25 +32,40 @@ class RouteResolver:
     """Finds the template for a path before the app runs (for the in-progress gauge).
 
     The route list is read on first use, when the app has registered its routes; results are
-    cached for the most recent paths, so a repeated path costs one dict lookup.
+    cached for the most recent short paths, so a repeated path costs one dict lookup. The cache
+    is bounded in bytes, not only in entries: the paths are the client's, and a flood of long
+    distinct ones (4 bytes per character once one is outside the BMP) must not pin memory.
+
+    >>> RouteResolver(lambda: app.routes).template("/api/user/u-1/routine")
+    '/api/user/{user_id}/routine'
     """
 
     def __init__(self, routes: Callable[[], Iterable[Any]]) -> None:
         self._routes = routes
         self._patterns: list[_Pattern] | None = None
         self._cache: dict[str, str] = {}
+        self._cached_bytes = 0
 
     def template(self, path: str) -> str:
-        template = self._cache.get(path)
-        if template is not None:
-            return template
+        cacheable = len(path) <= _MAX_CACHED_PATH_CHARS
+        if cacheable:
+            template = self._cache.get(path)
+            if template is not None:
+                return template
         if self._patterns is None:
             self._patterns = _patterns(self._routes())
         template = _match(self._patterns, path) or UNMATCHED
-        if len(self._cache) >= _MAX_CACHED_PATHS:
-            self._cache.clear()
-        self._cache[path] = template
+        if cacheable:
+            self._remember(path, template)
         return template
+
+    def _remember(self, path: str, template: str) -> None:
+        size = sys.getsizeof(path)
+        if len(self._cache) >= _MAX_CACHED_PATHS or self._cached_bytes + size > _MAX_CACHED_BYTES:
+            self._cache.clear()
+            self._cached_bytes = 0
+        self._cache[path] = template
+        self._cached_bytes += size
 
 
 # (regex, template, the routes of a mounted app or None)
