@@ -6,20 +6,22 @@ import atexit
 import contextlib
 import logging
 import os
-import queue
 import sys
+import time
 from typing import Literal, TextIO
 
 from instrumentation.handlers import (
-    BoundedQueueListener,
-    DroppingQueueHandler,
+    BackgroundWriter,
+    DescriptorSink,
     FileSink,
     Sink,
     SinkHandler,
     StreamSink,
+    descriptor_of,
 )
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
+from instrumentation.settings import bounded_int, env, safe_name
 
 LogFormat = Literal["json", "console"]
 _MARK = "_corrstack_handler"
@@ -27,8 +29,16 @@ _MARK = "_corrstack_handler"
 _PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 # Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
 _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
-
-_listeners: list[BoundedQueueListener] = []
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
+_MAX_BUFFER_BYTES = 1024 * 1024 * 1024
+SHUTDOWN_TIMEOUT = 5.0
 service_name = "unknown"
 environment_name = "development"
 
@@ -41,64 +51,89 @@ def setup_logging(
     log_format: LogFormat | None = None,
     log_file: str | None = None,
     stream: TextIO | None = None,
-    queue_size: int | None = None,
+    buffer_bytes: int | None = None,
 ) -> logging.Logger:
     """Route every logger through corrstack's formatter; safe to call more than once.
 
     Arguments win over the environment (`SERVICE_NAME`, `ENVIRONMENT`, `LOG_LEVEL`,
-    `LOG_FORMAT=json|console`, `LOG_FILE`, `LOG_QUEUE_SIZE`). Returns the root logger.
+    `LOG_FORMAT=json|console`, `LOG_FILE`, `LOG_BUFFER_BYTES`); a bad value raises ValueError
+    naming its variable. Returns the root logger.
 
-    With `queue_size` > 0, lines are written by a background thread and a stalled sink (a
-    blocked pipe, a hung network disk) costs callers nothing: records beyond `queue_size`
-    waiting are dropped and counted in `log_records_dropped_total{sink="queue"}`. Without it,
-    writes happen in the caller, which is cheaper per record.
+    Each line is rendered in the caller, then each sink (stdout, the file) gets it through its
+    own buffer of `buffer_bytes` (default 8 MiB), written by a thread of its own: a stalled
+    sink costs callers nothing and the other sink still gets every line; lines that find its
+    buffer full are dropped and counted in `log_records_dropped_total{reason="queue_full"}`.
+    `buffer_bytes=0` writes in the caller. An in-memory stream (StringIO) is always written in
+    the caller, so tests can read it right after logging.
 
     >>> setup_logging(service="api")
     >>> logging.getLogger(__name__).info("ready")   # one JSON line with the request context
     """
-    global service_name, environment_name
-    service_name = service or os.environ.get("SERVICE_NAME") or "unknown"
-    environment_name = environment or os.environ.get("ENVIRONMENT") or "development"
-    level = level or os.environ.get("LOG_LEVEL") or "INFO"
-    chosen = (log_format or os.environ.get("LOG_FORMAT") or "json").lower()
+    if env("LOG_QUEUE_SIZE") is not None:
+        raise ValueError(
+            "LOG_QUEUE_SIZE is no longer read: it was replaced by LOG_BUFFER_BYTES, a bound in "
+            f"bytes per sink (default {DEFAULT_BUFFER_BYTES}; 0 writes in the caller)"
+        )
+    service = safe_name("SERVICE_NAME", service or env("SERVICE_NAME") or "unknown")
+    environment = safe_name("ENVIRONMENT", environment or env("ENVIRONMENT") or "development")
+    numeric_level = _level(level if level is not None else env("LOG_LEVEL") or "INFO")
+    chosen = (log_format or env("LOG_FORMAT") or "json").lower()
     if chosen not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {chosen!r}")
-    log_file = log_file if log_file is not None else os.environ.get("LOG_FILE") or None
-
-    formatter: logging.Formatter = (
-        JsonFormatter(service_name, environment_name)
-        if chosen == "json"
-        else ConsoleFormatter(service_name, environment_name)
+    raw_buffer = buffer_bytes if buffer_bytes is not None else env("LOG_BUFFER_BYTES")
+    limit = (
+        DEFAULT_BUFFER_BYTES
+        if raw_buffer is None
+        else bounded_int("LOG_BUFFER_BYTES", raw_buffer, 0, _MAX_BUFFER_BYTES)
     )
-    if queue_size is None:
-        queue_size = int(os.environ.get("LOG_QUEUE_SIZE") or 0)
-    sinks: list[Sink] = [StreamSink(stream or sys.stdout)]
+    log_file = log_file if log_file is not None else env("LOG_FILE")
+
+    global service_name, environment_name
+    service_name, environment_name = service, environment
+    formatter: logging.Formatter = (
+        JsonFormatter(service, environment)
+        if chosen == "json"
+        else ConsoleFormatter(service, environment)
+    )
+    sinks: list[Sink | BackgroundWriter] = [_stream_sink(stream or sys.stdout, limit)]
     if log_file:
         # A missing directory is created; one that cannot be is not fatal: the file sink then
         # counts every line it cannot write as dropped.
         with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         # The file is for the shipper: always JSON, whatever the console shows.
-        file_formatter = None if chosen == "json" else JsonFormatter(service_name, environment_name)
-        sinks.append(FileSink(log_file, file_formatter))
-    handler = SinkHandler(sinks, formatter)
+        file_formatter = None if chosen == "json" else JsonFormatter(service, environment)
+        file_sink = FileSink(log_file, file_formatter)
+        sinks.append(BackgroundWriter(file_sink, limit) if limit else file_sink)
+    handler = SinkHandler(sinks, formatter, wait_for=_PROPAGATING_LOGGERS)
+    setattr(handler, _MARK, True)
+    handler.addFilter(CorrelationFilter())
 
     root = logging.getLogger()
-    _remove_previous(root)
-    correlation = CorrelationFilter()
-    front: logging.Handler = handler
-    if queue_size > 0:
-        records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
-        front = DroppingQueueHandler(records, formatter)
-        listener = BoundedQueueListener(records, handler, timeout=5.0)
-        listener.start()
-        _listeners.append(listener)
-    setattr(front, _MARK, True)
-    front.addFilter(correlation)
-    root.addHandler(front)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    previous = _detach(root)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    _close(previous, SHUTDOWN_TIMEOUT)  # after the swap: records go to the new one meanwhile
     reclaim_server_loggers()
     return root
+
+
+def _level(raw: str | int) -> int:
+    if isinstance(raw, str) and raw.strip().upper() in _LEVELS:
+        return _LEVELS[raw.strip().upper()]
+    try:
+        return bounded_int("LOG_LEVEL", raw, 0, 50)
+    except ValueError:
+        raise ValueError(
+            f"LOG_LEVEL={raw!r} is not a level: use {', '.join(_LEVELS)} or a number 0-50"
+        ) from None
+
+
+def _stream_sink(stream: TextIO, limit: int) -> Sink | BackgroundWriter:
+    fd = descriptor_of(stream)
+    if limit == 0 or fd is None:  # an in-memory stream cannot stall
+        return StreamSink(stream)
+    return BackgroundWriter(DescriptorSink(stream, fd), limit)
 
 
 def reclaim_server_loggers() -> None:
@@ -120,17 +155,47 @@ def reclaim_server_loggers() -> None:
         server_logger.disabled = True
 
 
-def _remove_previous(root: logging.Logger) -> None:
-    while _listeners:
-        _listeners.pop().stop()  # writes out what is queued, then ends the thread
-    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
-        root.removeHandler(old)
-        old.close()
+def _corrstack_handlers(root: logging.Logger) -> list[SinkHandler]:
+    return [h for h in root.handlers if getattr(h, _MARK, False) and isinstance(h, SinkHandler)]
 
 
-def shutdown_logging() -> None:
-    """Write out queued records and close corrstack's handlers (also runs at exit)."""
-    _remove_previous(logging.getLogger())
+def _detach(root: logging.Logger) -> list[SinkHandler]:
+    handlers = _corrstack_handlers(root)
+    for handler in handlers:
+        root.removeHandler(handler)
+    return handlers
+
+
+def _close(handlers: list[SinkHandler], timeout: float) -> bool:
+    """Write out and close `handlers`, waiting `timeout` seconds at most in all."""
+    deadline = time.monotonic() + timeout
+    written = [h.drain(max(0.0, deadline - time.monotonic()), stop=True) for h in handlers]
+    for handler in handlers:
+        handler.close()  # its writers are stopped already: returns at once
+    return all(written)
+
+
+def flush_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
+    """Wait up to `timeout` seconds for every buffered line to be written; True if all were.
+
+    >>> logging.getLogger("app").info("done")
+    >>> assert flush_logging(timeout=2)   # the line is in the file now
+    """
+    deadline = time.monotonic() + timeout
+    waited = [
+        h.drain(max(0.0, deadline - time.monotonic()))
+        for h in _corrstack_handlers(logging.getLogger())
+    ]
+    return all(waited)
+
+
+def shutdown_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
+    """Write out buffered lines and close corrstack's handlers (also runs at exit).
+
+    Waits `timeout` seconds at most in all: a writer stuck on a stalled sink is abandoned (a
+    daemon thread), so exit never hangs. True if every line was written.
+    """
+    return _close(_detach(logging.getLogger()), timeout)
 
 
 atexit.register(shutdown_logging)
