@@ -316,15 +316,16 @@ class SinkHandler(logging.Handler):
         sinks: list[Sink | BackgroundWriter],
         formatter: logging.Formatter,
         *,
-        wait_for: Collection[str] = (),
+        last_words: Collection[tuple[str, str]] = (),
     ) -> None:
         super().__init__()
         self.sinks = sinks
-        # Loggers whose records may be a process's last: uvicorn logs "Finished server
-        # process" and then re-raises SIGTERM with the default action, so no atexit runs.
-        # Their few lines wait up to `last_words_timeout` for the writers (not for one that
-        # has stalled), so what the buffers hold at that moment is written, not lost.
-        self.wait_for = frozenset(wait_for)
+        # (logger, message start) of a process's last line: uvicorn logs "Finished server
+        # process" and then re-raises SIGTERM with the default action, so no atexit runs. That
+        # one record waits up to `last_words_timeout` for the writers (not for one that has
+        # stalled), so what the buffers hold then is written, not lost. Only that record: any
+        # other waiting would let a flood of, say, invalid requests stall the event loop.
+        self._last_words = {name: prefix for name, prefix in last_words}
         # Writers have their own lock; only a sink written in the caller needs the handler's.
         self._caller_writes = any(not isinstance(s, BackgroundWriter) for s in sinks)
         self.setFormatter(formatter)
@@ -347,7 +348,8 @@ class SinkHandler(logging.Handler):
                 sink.put(formatter.format(record))
             except Exception as error:
                 count_drop(sink.name, _reason(error))
-        if record.name in self.wait_for:
+        prefix = self._last_words.get(record.name)
+        if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
             self.drain(self.last_words_timeout, skip_stalled=True)
 
     def handleError(self, record: logging.LogRecord) -> None:

@@ -29,6 +29,8 @@ _MARK = "_corrstack_handler"
 _PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 # Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
 _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
+# A server's last line before it ends the process without running atexit (see SinkHandler).
+_LAST_WORDS = (("uvicorn.error", "Finished server process"),)
 _LEVELS = {
     "DEBUG": logging.DEBUG,
     "INFO": logging.INFO,
@@ -105,7 +107,7 @@ def setup_logging(
         file_formatter = None if chosen == "json" else JsonFormatter(service, environment)
         file_sink = FileSink(log_file, file_formatter)
         sinks.append(BackgroundWriter(file_sink, limit) if limit else file_sink)
-    handler = SinkHandler(sinks, formatter, wait_for=_PROPAGATING_LOGGERS)
+    handler = SinkHandler(sinks, formatter, last_words=_LAST_WORDS)
     setattr(handler, _MARK, True)
     handler.addFilter(CorrelationFilter())
 
