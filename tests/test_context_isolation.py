@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.log_fields import settled_records
 from tests.support.processes import free_port, running, uvicorn_cmd, wait_http_ok, wait_until
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def lines(log_file: Path, **match: Any) -> list[dict[str, Any]]:
-    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    records = settled_records(log_file)
     return [r for r in records if all(r.get(k) == v for k, v in match.items())]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.log_fields import DESIGN_FIELDS, RFC3339_MS_UTC
+from tests.support.log_fields import DESIGN_FIELDS, RFC3339_MS_UTC, settled_records
 from tests.support.processes import free_port, running, stop, uvicorn_cmd, wait_http_ok
 from tests.support.stack import serve_app
 
@@ -22,7 +22,7 @@ APP = "tests.apps.correlation_app:app"
 
 
 def read_lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return settled_records(path)
 
 
 async def fire(url: str, count: int) -> list[tuple[str, str, httpx.Response]]:
