@@ -9,7 +9,6 @@ masked, and why.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 MASK = "[REDACTED]"
 
@@ -311,23 +310,3 @@ def _secret_value(text: str, key: str, pos: int, *, header: bool) -> tuple[int, 
     if opening is None:
         return value.span(kind)
     return value.end(opening), value.start(kind)  # the quotes are kept
-
-
-_MAX_STRING_CHARS = 2048
-
-
-def redact_value(key: str, value: Any, depth: int = 0) -> Any:
-    """The value to log under `key`: masked when the key names a secret, nested dicts too;
-    long strings are bounded."""
-    if is_secret_key(key):
-        return MASK
-    kind = type(value)
-    if kind is int or kind is float or kind is bool or value is None:
-        return value
-    if kind is str:
-        if len(value) > _MAX_STRING_CHARS:
-            value = value[:_MAX_STRING_CHARS] + "…[truncated]"
-        return redact_text(value)
-    if isinstance(value, dict) and depth < 4:
-        return {k: redact_value(str(k), v, depth + 1) for k, v in value.items()}
-    return value

@@ -204,3 +204,10 @@ def test_console_formatter_never_raises_on_a_bad_record() -> None:
     record = logging.LogRecord("t", logging.INFO, __file__, 1, "%d", ("not a number",), None)
     line = ConsoleFormatter("svc").format(record)
     assert "format_error" in line
+
+
+def test_short_strings_are_checked_for_secrets_too() -> None:
+    from instrumentation.field_values import field_value
+
+    assert field_value("note", "pwd=x") == "pwd=[REDACTED]"
+    assert field_value("note", ["pwd=x"]) == ["pwd=[REDACTED]"]
