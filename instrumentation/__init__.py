@@ -5,7 +5,7 @@ from instrumentation.business import BusinessEvents, business_events
 from instrumentation.context import bind_context, current_context
 from instrumentation.error_tracking import ErrorTracker, Thresholds, error_tracker
 from instrumentation.logger import get_logger
-from instrumentation.logging_setup import setup_logging
+from instrumentation.logging_setup import flush_logging, setup_logging, shutdown_logging
 from instrumentation.middleware import CorrelationMiddleware
 from instrumentation.performance import log_performance
 from instrumentation.propagation import (
@@ -29,9 +29,11 @@ __all__ = [
     "correlation_headers",
     "current_context",
     "error_tracker",
+    "flush_logging",
     "get_logger",
     "httpx_event_hooks",
     "instrument_app",
     "log_performance",
     "setup_logging",
+    "shutdown_logging",
 ]
