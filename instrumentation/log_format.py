@@ -17,7 +17,16 @@ import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from instrumentation.error_fields import error_fields, safe_str
-from instrumentation.field_values import MAX_KEY_CHARS, TRUNCATED, field_key, field_value
+from instrumentation.field_values import (
+    INT_MAX,
+    INT_MIN,
+    MAX_FIELD_CHARS,
+    MAX_KEY_CHARS,
+    PLAIN_KEYS,
+    TRUNCATED,
+    field_key,
+    field_value,
+)
 from instrumentation.redaction import redact_text
 from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
@@ -169,9 +178,24 @@ class JsonFormatter(OrjsonFormatter):
             for key, value in bound.items():
                 self._add_field(data, key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
+        plain_keys = PLAIN_KEYS
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
-            if key not in RESERVED_ATTRS:
-                self._add_field(data, key, value)
+            if key in RESERVED_ATTRS:
+                continue
+            if key in plain_keys and key not in data:  # the common case, without a call
+                kind = type(value)
+                if kind is str and len(value) <= MAX_FIELD_CHARS:
+                    data[key] = redact_text(value)
+                    continue
+                if (
+                    kind is float
+                    or kind is bool
+                    or value is None
+                    or (kind is int and INT_MIN <= value <= INT_MAX)
+                ):
+                    data[key] = value
+                    continue
+            self._add_field(data, key, value)
         if record.exc_info or record.exc_text or record.stack_info:
             _error_fields(record, data)
         return data
