@@ -6,6 +6,7 @@ values in the logs: user ids are never a Prometheus or Loki label, so only LogQL
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 
 from dashboards import config
@@ -14,6 +15,7 @@ from dashboards.common.panels import stat_panel, table_panel, timeseries_panel
 from dashboards.common.promql import increase_sum, rate_sum
 from dashboards.common.queries import loki_query, prometheus_query
 from dashboards.common.variables import environment_variable, service_variable
+from instrumentation.vocabulary import BUSINESS_DASHBOARD
 
 ANALYSES = f"{config.ANALYSIS_COMPLETED}|{config.ANALYSIS_FAILED}"
 # Lines that name a user; the json stage extracts only that field.
@@ -31,6 +33,17 @@ def _total_over_range(event_types: str) -> str:
     return increase_sum("business_events_total", _events(event_types), "")
 
 
+def _events_stat(title: str, event_type: str) -> stat.Panel:
+    """How many `event_type` events the time range had."""
+    return stat_panel(
+        title,
+        f"{event_type} events in the time range.",
+        prometheus_query(_total_over_range(event_type), instant=True),
+        unit="short",
+        width=4,
+    )
+
+
 def active_users(window: str) -> str:
     """Distinct user_id values in the log lines of each `window`."""
     return f"count(sum by (user_id) (count_over_time({USER_LINES} [{window}])))"
@@ -40,7 +53,7 @@ def business() -> Dashboard:
     completed = _total_over_range(config.ANALYSIS_COMPLETED)
     return (
         new_dashboard(
-            "business",
+            BUSINESS_DASHBOARD,
             "Business events, analyses, routines, external API cost (per UTC day) and active "
             "users counted from the logs.",
         )
@@ -48,24 +61,8 @@ def business() -> Dashboard:
         .with_variable(environment_variable())
         .with_variable(service_variable())
         .with_row(Row("Over the time range"))
-        .with_panel(
-            stat_panel(
-                "Analyses completed",
-                "analysis_completed events in the time range.",
-                prometheus_query(completed, instant=True),
-                unit="short",
-                width=4,
-            )
-        )
-        .with_panel(
-            stat_panel(
-                "Analyses failed",
-                "analysis_failed events in the time range.",
-                prometheus_query(_total_over_range(config.ANALYSIS_FAILED), instant=True),
-                unit="short",
-                width=4,
-            )
-        )
+        .with_panel(_events_stat("Analyses completed", config.ANALYSIS_COMPLETED))
+        .with_panel(_events_stat("Analyses failed", config.ANALYSIS_FAILED))
         .with_panel(
             stat_panel(
                 "Analysis success ratio",
@@ -75,15 +72,7 @@ def business() -> Dashboard:
                 width=4,
             )
         )
-        .with_panel(
-            stat_panel(
-                "Routines generated",
-                "routine_generated events in the time range.",
-                prometheus_query(_total_over_range(config.ROUTINE_GENERATED), instant=True),
-                unit="short",
-                width=4,
-            )
-        )
+        .with_panel(_events_stat("Routines generated", config.ROUTINE_GENERATED))
         .with_panel(
             stat_panel(
                 "API cost",

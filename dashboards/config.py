@@ -1,13 +1,29 @@
-"""Every name, selector, threshold and window the dashboards read — tune them here, only here.
+"""Every selector, threshold and window the dashboards read — tune them here, only here.
 
-Names (uids, metrics, labels, log fields) are fixed by DESIGN.md; thresholds are starting
-points an operator is expected to adjust. `validate()` runs before every build, so a broken
-value fails the build instead of producing a quietly wrong dashboard.
+The names the whole stack shares (datasource and dashboard uids, the 5xx matcher, the error
+streams, logger names) come from `instrumentation.vocabulary`; thresholds are starting points
+an operator is expected to adjust. `validate()` runs before every build, so a broken value fails
+the build instead of producing a quietly wrong dashboard.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from instrumentation import vocabulary
+from instrumentation.vocabulary import (
+    ALERTMANAGER_DATASOURCE,
+    BUSINESS_DASHBOARD,
+    ERRORS_DASHBOARD,
+    EVERY_SERVICE_MATCHER,
+    LOKI_DATASOURCE,
+    PROMETHEUS_DATASOURCE,
+    REQUEST_TRACE_DASHBOARD,
+    SERVICE_OVERVIEW_DASHBOARD,
+    SYSTEM_HEALTH_DASHBOARD,
+    loki_error_stream,
+    loki_stream,
+)
 
 
 @dataclass(frozen=True)
@@ -17,19 +33,18 @@ class Datasource:
     name: str  # Grafana's alerting UI selects an Alertmanager by name, not uid
 
 
-# As config/grafana/provisioning/datasources creates them (uids fixed by DESIGN.md).
-PROMETHEUS = Datasource(uid="prometheus", type="prometheus", name="Prometheus")
-LOKI = Datasource(uid="loki", type="loki", name="Loki")
-ALERTMANAGER = Datasource(uid="alertmanager", type="alertmanager", name="Alertmanager")
-DATASOURCES = (PROMETHEUS, LOKI, ALERTMANAGER)
+# As config/grafana/provisioning/datasources creates them.
+PROMETHEUS = Datasource(uid=PROMETHEUS_DATASOURCE, type="prometheus", name="Prometheus")
+LOKI = Datasource(uid=LOKI_DATASOURCE, type="loki", name="Loki")
+ALERTMANAGER = Datasource(uid=ALERTMANAGER_DATASOURCE, type="alertmanager", name="Alertmanager")
 
 # uid -> title. The order is the order of the dashboard links on every dashboard.
 DASHBOARDS = {
-    "service-overview": "corrstack / Service overview",
-    "errors": "corrstack / Errors",
-    "request-trace": "corrstack / Request trace",
-    "system-health": "corrstack / System health",
-    "business": "corrstack / Business",
+    SERVICE_OVERVIEW_DASHBOARD: "corrstack / Service overview",
+    ERRORS_DASHBOARD: "corrstack / Errors",
+    REQUEST_TRACE_DASHBOARD: "corrstack / Request trace",
+    SYSTEM_HEALTH_DASHBOARD: "corrstack / System health",
+    BUSINESS_DASHBOARD: "corrstack / Business",
 }
 TAGS = ("corrstack", "generated")
 TIME_FROM = "now-1h"
@@ -48,7 +63,6 @@ SERVICE_VALUES = 'label_values(up{environment=~"$environment"}, service)'
 ROUTE_VALUES = 'label_values(http_requests_total{service=~"$service"}, route)'
 ENVIRONMENT_VALUES = "label_values(up, environment)"
 
-SERVER_ERROR_STATUS = "5.."
 FIRING_ALERTS = 'ALERTS{alertstate="firing"}'
 LATENCY_QUANTILES = (0.5, 0.95, 0.99)
 # The quantile whose query carries the exemplars: one query per panel, or every dot is drawn
@@ -58,12 +72,10 @@ EXEMPLAR_QUANTILE = 0.99
 # --- Loki selectors ---------------------------------------------------------------------------
 # Loki labels are service, environment and level only; request_id, user_id and trace_id stay in
 # the JSON line and are filtered in the pipeline (`|= "<id>" | json | request_id="<id>"`).
-SERVICE_STREAM = '{service=~"$service", environment=~"$environment"}'
-ERROR_STREAM = '{service=~"$service", environment=~"$environment", level=~"ERROR|CRITICAL"}'
+SERVICE_STREAM = loki_stream(SERVICE_MATCHERS)
+ERROR_STREAM = loki_error_stream(SERVICE_MATCHERS)
 # request-trace follows one request through every service, whatever the service variable says.
-EVERY_SERVICE_STREAM = '{service=~".+"}'
-ACCESS_LOGGER = "corrstack.access"
-PERFORMANCE_LOGGER = "corrstack.performance"
+EVERY_SERVICE_STREAM = loki_stream(EVERY_SERVICE_MATCHER)
 MAX_LOG_LINES = 1000
 
 # --- Thresholds (green below the first, yellow from it, red from the second) ------------------
@@ -89,9 +101,8 @@ ACTIVE_USERS_BUCKET = "5m"
 
 def validate() -> None:
     """Raise ValueError on a value no dashboard could use."""
-    required_uids = {"service-overview", "errors", "business", "system-health", "request-trace"}
-    if set(DASHBOARDS) != required_uids:
-        raise ValueError(f"DASHBOARDS must have exactly the uids {sorted(required_uids)}")
+    if set(DASHBOARDS) != set(vocabulary.DASHBOARD_UIDS):
+        raise ValueError(f"DASHBOARDS must title exactly the uids {vocabulary.DASHBOARD_UIDS}")
     for name, (warn, critical) in {
         "LATENCY_SECONDS": LATENCY_SECONDS,
         "ERROR_RATIO": ERROR_RATIO,

@@ -19,6 +19,7 @@ from dashboards.common.panels import logs_panel, table_panel, timeseries_panel
 from dashboards.common.promql import error_ratio, increase_sum, rate_sum
 from dashboards.common.queries import loki_query, prometheus_query
 from dashboards.common.variables import environment_variable, route_variable, service_variable
+from instrumentation.vocabulary import ERRORS_DASHBOARD, SERVER_ERROR_MATCHER
 
 BY_ROUTE = "service, route"
 BY_ERROR = "error_type, operation"
@@ -37,9 +38,9 @@ def alertmanager_link() -> dashboard.DashboardLink:
 
 
 def errors() -> Dashboard:
-    server_errors = f'{config.ROUTE_MATCHERS}, status=~"{config.SERVER_ERROR_STATUS}"'
+    server_errors = f"{config.ROUTE_MATCHERS}, {SERVER_ERROR_MATCHER}"
     builder = new_dashboard(
-        "errors",
+        ERRORS_DASHBOARD,
         "HTTP 5xx, tracked application errors, firing alerts and error log lines. "
         "Click a request_id for every log line of that request, across services.",
     )

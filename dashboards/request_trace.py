@@ -25,8 +25,9 @@ from dashboards.common.variables import (
     service_variable,
     textbox_variable,
 )
+from instrumentation.vocabulary import ACCESS_LOGGER, REQUEST_TRACE_DASHBOARD
 
-ACCESS = f'logger="{config.ACCESS_LOGGER}"'
+ACCESS = f'logger="{ACCESS_LOGGER}"'
 # The columns of a table of access lines, one row per request.
 REQUEST_COLUMNS = (
     "Time",
@@ -43,7 +44,7 @@ REQUEST_COLUMNS = (
 def slow_or_failed_requests() -> str:
     """Access lines on the selected routes that failed or were slow."""
     return (
-        f'{config.SERVICE_STREAM} |= "{config.ACCESS_LOGGER}" | json '
+        f'{config.SERVICE_STREAM} |= "{ACCESS_LOGGER}" | json '
         f'| {ACCESS}, route=~"$route" '
         f"| status >= 500 or duration_ms > {config.SLOW_REQUEST_MS}"
     )
@@ -69,7 +70,7 @@ def request_trace() -> Dashboard:
     user_lines = lines_with("user_id", "user_id")
     return (
         new_dashboard(
-            "request-trace",
+            REQUEST_TRACE_DASHBOARD,
             "Every log line of one request (or one user) across all services, in time order. "
             "Set request_id or user_id, or pick a request from the tables.",
         )

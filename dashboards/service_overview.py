@@ -16,6 +16,7 @@ from dashboards.common.panels import table_panel, timeseries_panel
 from dashboards.common.promql import error_ratio, latency_quantile, rate_sum
 from dashboards.common.queries import prometheus_query
 from dashboards.common.variables import environment_variable, route_variable, service_variable
+from instrumentation.vocabulary import SERVICE_OVERVIEW_DASHBOARD
 
 BY_ROUTE = "service, route"
 LEGEND = "{{service}} {{route}}"
@@ -36,7 +37,7 @@ def service_overview() -> Dashboard:
     ]
     return (
         new_dashboard(
-            "service-overview",
+            SERVICE_OVERVIEW_DASHBOARD,
             "Request rate, errors and latency per route. Click a latency or error series for "
             "the errors and the requests behind it; an exemplar dot opens that request's logs.",
         )

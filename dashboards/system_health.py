@@ -6,15 +6,17 @@ Process metrics come from prometheus_client's process, platform and GC collector
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.loki import LokiQueryDirection
 
 from dashboards import config
 from dashboards.common.dashboard_defaults import new_dashboard
-from dashboards.common.panels import logs_panel, timeseries_panel
+from dashboards.common.panels import Thresholds, logs_panel, timeseries_panel
 from dashboards.common.promql import latency_quantile, rate_sum
 from dashboards.common.queries import loki_query, prometheus_query
 from dashboards.common.variables import environment_variable, service_variable
+from instrumentation.vocabulary import SYSTEM_HEALTH_DASHBOARD
 
 BY_INSTANCE = "service, instance"
 LEGEND = "{{service}} {{instance}}"
@@ -24,11 +26,25 @@ def _gauge(metric: str) -> str:
     return f"sum by ({BY_INSTANCE}) ({metric}{{{config.SERVICE_MATCHERS}}})"
 
 
+def _scrape_panel(
+    title: str, description: str, metric: str, unit: str, levels: Thresholds | None = None
+) -> timeseries.Panel:
+    """A quarter-width panel of a per-target series Prometheus writes about its scrapes."""
+    return timeseries_panel(
+        title,
+        description,
+        [prometheus_query(_gauge(metric), LEGEND)],
+        unit=unit,
+        levels=levels,
+        width=6,
+    )
+
+
 def system_health() -> Dashboard:
     matchers = config.SERVICE_MATCHERS
     return (
         new_dashboard(
-            "system-health",
+            SYSTEM_HEALTH_DASHBOARD,
             "Latency next to memory and CPU, garbage collection, slow work from the logs, and "
             "whether Prometheus and the log pipeline still see every service.",
         )
@@ -152,31 +168,28 @@ def system_health() -> Dashboard:
         )
         .with_row(Row("Scrapes and the log pipeline"))
         .with_panel(
-            timeseries_panel(
+            _scrape_panel(
                 "Targets up",
                 "up: 1 when Prometheus scraped the target, 0 when the scrape failed.",
-                [prometheus_query(_gauge("up"), LEGEND)],
+                "up",
                 unit="short",
-                width=6,
             )
         )
         .with_panel(
-            timeseries_panel(
+            _scrape_panel(
                 "Scrape duration",
                 "scrape_duration_seconds; near the scrape timeout, samples start to go missing.",
-                [prometheus_query(_gauge("scrape_duration_seconds"), LEGEND)],
+                "scrape_duration_seconds",
                 unit="s",
                 levels=config.SCRAPE_SECONDS,
-                width=6,
             )
         )
         .with_panel(
-            timeseries_panel(
+            _scrape_panel(
                 "Samples per scrape",
                 "scrape_samples_scraped; a jump is new label values (check cardinality).",
-                [prometheus_query(_gauge("scrape_samples_scraped"), LEGEND)],
+                "scrape_samples_scraped",
                 unit="short",
-                width=6,
             )
         )
         .with_panel(

@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from dashboards.build import COMMAND, main, render_all
-from instrumentation.metrics import use_registry
+from instrumentation import vocabulary
 from tests.support.checkers import logql_errors, promql_errors, substitute_grafana_variables
 from tests.support.processes import wait_until
 from tests.support.stack import prometheus, query, serve_app, wait_for_scrape
@@ -138,6 +138,10 @@ def test_one_file_per_dashboard_named_by_its_fixed_uid(dashboards: dict[str, Das
     assert {uid: d["uid"] for uid, d in dashboards.items()} == {uid: uid for uid in UIDS}
 
 
+def test_the_vocabulary_names_the_designed_uids() -> None:
+    assert set(vocabulary.DASHBOARD_UIDS) == UIDS
+
+
 def test_every_dashboard_is_tagged_generated(dashboards: dict[str, Dashboard]) -> None:
     assert {uid for uid, d in dashboards.items() if "generated" in d["tags"]} == UIDS
 
@@ -214,23 +218,21 @@ def test_every_target_names_its_datasource(dashboards: dict[str, Dashboard]) -> 
 
 
 @pytest.fixture
-def exposed_metric_names() -> set[str]:
+def exposed_metric_names(registry: CollectorRegistry) -> set[str]:
     """Every series name the demo `api` service exposes on /metrics."""
     from demo.api import create_app
 
-    registry = CollectorRegistry()  # instrument_app() adds process, platform and GC collectors
-    try:
-        app = create_app(registry=registry)
+    # The conftest's fresh registry, reset after the test; instrument_app() adds the process,
+    # platform and GC collectors to it.
+    app = create_app(registry=registry)
 
-        async def scrape() -> str:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
-                (await client.get("/health")).raise_for_status()
-                return (await client.get("/metrics")).text
+    async def scrape() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            (await client.get("/health")).raise_for_status()
+            return (await client.get("/metrics")).text
 
-        exposition = asyncio.run(scrape())
-    finally:
-        use_registry(None)
+    exposition = asyncio.run(scrape())
     names = set()
     for line in exposition.splitlines():
         if line.startswith("# TYPE "):
@@ -260,6 +262,18 @@ def test_ids_are_never_labels_in_a_query(dashboards: dict[str, Dashboard]) -> No
     stream_selectors = [s for q in all_logql(dashboards) for s in re.findall(r"\{[^{}]*\}", q)]
     assert stream_selectors
     assert [s for s in stream_selectors if any(f in s for f in ID_FIELDS)] == []
+
+
+def test_loki_stream_selectors_use_only_loki_labels(dashboards: dict[str, Dashboard]) -> None:
+    streams = [re.match(r"\{[^{}]*\}", q) for q in all_logql(dashboards)]
+    labels = {
+        name
+        for stream in streams
+        if stream
+        for name in re.findall(r'(\w+)\s*!?[=~]+\s*"', stream.group(0))
+    }
+    assert "level" in labels
+    assert labels <= set(vocabulary.LOKI_LABELS)
 
 
 # --- What each dashboard shows -----------------------------------------------------------------

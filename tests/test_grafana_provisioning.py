@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from instrumentation import vocabulary
 from tests.support.checkers import logql_errors
 from tests.support.stack_files import (
     PROVISIONING,
@@ -36,6 +37,7 @@ DASHBOARD_PROVIDERS = PROVISIONING / "dashboards" / "corrstack.yml"
 def test_datasource_uids_are_the_fixed_ones() -> None:
     datasources = provisioned_datasources()
     assert set(datasources) == {"prometheus", "loki", "alertmanager"}
+    assert set(vocabulary.DATASOURCE_UIDS) == set(datasources)
     assert {uid: ds["type"] for uid, ds in datasources.items()} == {
         "prometheus": "prometheus",
         "loki": "loki",
@@ -100,7 +102,7 @@ def test_derived_field_turns_a_real_log_line_into_a_request_trace_link(
     assert match.group(1) == request_id
     url = grafana_expand(field["url"]).replace(VALUE_PLACEHOLDER, match.group(1))
     parts = urlsplit(url)
-    assert parts.path == "/d/request-trace/request-trace"
+    assert parts.path == f"/d/{vocabulary.REQUEST_TRACE_DASHBOARD}/request-trace"
     assert parse_qs(parts.query) == {"var-request_id": [request_id]}
 
 

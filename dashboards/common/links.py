@@ -11,6 +11,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import dashboard as models
 
+from instrumentation.vocabulary import ERRORS_DASHBOARD, REQUEST_TRACE_DASHBOARD
+
 
 def dashboard_url(uid: str, **variables: str) -> str:
     """A link to dashboard `uid` that keeps the time range and sets `var-<name>` values."""
@@ -28,10 +30,10 @@ def route_links(
 ) -> list[dashboard.DashboardLink]:
     """From a route (a series' labels by default) to its errors and to the requests behind it."""
     return [
-        data_link("Errors on this route", "errors", service=service, route=route),
+        data_link("Errors on this route", ERRORS_DASHBOARD, service=service, route=route),
         data_link(
             "Slow and failed requests on this route",
-            "request-trace",
+            REQUEST_TRACE_DASHBOARD,
             service=service,
             route=route,
         ),
@@ -41,5 +43,7 @@ def route_links(
 def request_link() -> models.DashboardLink:
     """From a table cell holding a request_id to every log line of that request."""
     return data_link(
-        "Trace request ${__value.raw}", "request-trace", request_id="${__value.raw:percentencode}"
+        "Trace request ${__value.raw}",
+        REQUEST_TRACE_DASHBOARD,
+        request_id="${__value.raw:percentencode}",
     ).build()

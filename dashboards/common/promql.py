@@ -9,7 +9,7 @@ braces and `by` the grouping labels:
 
 from __future__ import annotations
 
-from dashboards import config
+from instrumentation.vocabulary import SERVER_ERROR_MATCHER
 
 
 def _sum(by: str) -> str:
@@ -44,8 +44,6 @@ def error_ratio(matchers: str, by: str, window: str = "$__rate_interval") -> str
     The `or … * 0` arm gives every group that served requests a zero numerator, so a healthy
     route shows 0 % instead of disappearing from the panel and the table.
     """
-    errors = rate_sum(
-        "http_requests_total", f'{matchers}, status=~"{config.SERVER_ERROR_STATUS}"', by, window
-    )
+    errors = rate_sum("http_requests_total", f"{matchers}, {SERVER_ERROR_MATCHER}", by, window)
     total = rate_sum("http_requests_total", matchers, by, window)
     return f"({errors} or {total} * 0) / {total}"
