@@ -5,14 +5,13 @@
     python -m alert_rules.build --out DIR --profile drill   # short windows, for a drill
 
 Output (paths relative to --out): prometheus/alerts.yml, prometheus/slo.yml, loki/rules.yml
-and, for the default profile, tests/<alert>.yml for `promtool test rules`.
+and, for the default profile, tests/<alert>.yml for `promtool test rules`. Files are written
+and checked by `codegen`, as the dashboards are.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,13 @@ from alert_rules import (
 from alert_rules.config import PROFILES, AlertConfig
 from alert_rules.render import to_yaml
 from alert_rules.rule import group
+from alert_rules.runbook_links import add_runbook_links
 from alert_rules.unit_tests import Scenario, test_file
+from codegen import Generator
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "generated"
-COMMAND = "python -m alert_rules.build"
+GENERATOR = Generator(
+    "rule files", "python -m alert_rules.build", Path(__file__).resolve().parent / "generated"
+)
 PROMETHEUS_RULE_FILES = ("prometheus/alerts.yml", "prometheus/slo.yml")
 
 _SCENARIOS: dict[str, Callable[[AlertConfig], list[Scenario]]] = {
@@ -44,35 +46,22 @@ _SCENARIOS: dict[str, Callable[[AlertConfig], list[Scenario]]] = {
     "error_budget_burn": slo_rules.burn_scenarios,
 }
 
-# A day of history evaluated every minute makes promtool slow; the cost rules only look at
-# hours, so five minutes resolves them well.
-_EVALUATION_INTERVAL = {"cost_anomaly": "5m"}
-
 
 def alerts_document(config: AlertConfig) -> dict[str, Any]:
     return {
         "groups": [
             group(
                 "corrstack-http",
-                [
-                    http_alerts.high_error_rate(config).rule(config),
-                    http_alerts.slow_responses(config).rule(config),
-                ],
+                [http_alerts.high_error_rate(config), http_alerts.slow_responses(config)],
             ),
-            group("corrstack-errors", [error_alerts.critical_error_pattern(config).rule(config)]),
+            group("corrstack-errors", [error_alerts.critical_error_pattern(config)]),
             group(
                 "corrstack-cost",
-                [
-                    *cost_alerts.cost_recording_rules(config),
-                    cost_alerts.cost_anomaly(config).rule(config),
-                ],
+                [*cost_alerts.cost_recording_rules(config), cost_alerts.cost_anomaly(config)],
             ),
             group(
                 "corrstack-platform",
-                [
-                    platform_alerts.target_down(config).rule(config),
-                    platform_alerts.high_memory_usage(config).rule(config),
-                ],
+                [platform_alerts.target_down(config), platform_alerts.high_memory_usage(config)],
             ),
         ]
     }
@@ -85,10 +74,7 @@ def slo_document(config: AlertConfig) -> dict[str, Any]:
         "groups": [
             group(
                 f"corrstack-slo-{slo.name}",
-                [
-                    *slo_rules.recording_rules(config, slo),
-                    *(spec.rule(config) for spec in slo_rules.burn_alerts(config, slo)),
-                ],
+                [*slo_rules.recording_rules(config, slo), *slo_rules.burn_alerts(config, slo)],
             )
             for slo in slo_rules.slos(config)
         ]
@@ -96,74 +82,34 @@ def slo_document(config: AlertConfig) -> dict[str, Any]:
 
 
 def loki_document(config: AlertConfig) -> dict[str, Any]:
-    return {"groups": [group("corrstack-logs", [loki_rules.error_log_spike(config).rule(config)])]}
+    return {"groups": [group("corrstack-logs", [loki_rules.error_log_spike(config)])]}
 
 
 def generated_files(config: AlertConfig, *, unit_tests: bool = True) -> dict[str, str]:
     """{relative path: file text} for everything the build writes."""
-    files = {
-        "prometheus/alerts.yml": to_yaml(alerts_document(config)),
-        "prometheus/slo.yml": to_yaml(slo_document(config)),
-        "loki/rules.yml": to_yaml(loki_document(config)),
+    documents = {
+        "prometheus/alerts.yml": alerts_document(config),
+        "prometheus/slo.yml": slo_document(config),
+        "loki/rules.yml": loki_document(config),
     }
+    files = {path: to_yaml(add_runbook_links(document)) for path, document in documents.items()}
     if unit_tests:
         rule_files = [f"../{path}" for path in PROMETHEUS_RULE_FILES]
         for name, scenarios in _SCENARIOS.items():
-            interval = _EVALUATION_INTERVAL.get(name, "1m")
-            document = test_file(rule_files, scenarios(config), interval)
-            files[f"tests/{name}.yml"] = to_yaml(document)
+            files[f"tests/{name}.yml"] = to_yaml(test_file(rule_files, scenarios(config)))
     return files
 
 
-def write_files(out: Path, files: dict[str, str]) -> None:
-    for relative, text in sorted(files.items()):
-        path = out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
-def stale_files(out: Path, files: dict[str, str]) -> list[str]:
-    """Paths under `out` that differ from `files`, are missing, or are no longer generated."""
-    stale = [
-        relative
-        for relative, text in sorted(files.items())
-        if not (out / relative).is_file() or (out / relative).read_text(encoding="utf-8") != text
-    ]
-    existing = {str(p.relative_to(out)) for p in out.rglob("*.yml")} if out.is_dir() else set()
-    return stale + sorted(existing - set(files))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser = GENERATOR.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="default")
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 if --out is stale"
-    )
     args = parser.parse_args(argv)
-    config = PROFILES[args.profile]
     # The promtool tests are written for minute-scale windows; the drill profile has none.
-    files = generated_files(config, unit_tests=args.profile == "default")
-    if args.check:
-        stale = stale_files(args.out, files)
-        if stale:
-            rerun = COMMAND if args.out == DEFAULT_OUT else f"{COMMAND} --out {args.out}"
-            print(f"stale generated rule files in {args.out}:", file=sys.stderr)
-            for relative in stale:
-                print(f"  {relative}", file=sys.stderr)
-            print(f"regenerate with: {rerun}", file=sys.stderr)
-            return 1
-        return 0
-    write_files(args.out, files)
-    return 0
-
-
-def build_into_temp() -> Path:
-    """Build the default profile into a fresh temp dir (tests compare it with the committed)."""
-    out = Path(tempfile.mkdtemp(prefix="alert_rules-"))
-    write_files(out, generated_files(PROFILES["default"]))
-    return out
+    default = args.profile == "default"
+    files = generated_files(PROFILES[args.profile], unit_tests=default)
+    options = () if default else ("--profile", args.profile)
+    return GENERATOR.run(files, args.out, check=args.check, options=options)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

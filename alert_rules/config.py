@@ -2,8 +2,12 @@
 
 Rule modules never hard-code a number: they read an `AlertConfig`. `DEFAULT` is what the stack
 loads; `DRILL` shrinks windows and `for:` durations so a drill sees `HighErrorRate` fire within
-seconds. A value that is missing or malformed raises `ConfigError` when the config is built,
-so a broken config never reaches a generated file.
+seconds. A value that is missing or malformed raises `ConfigError` when the config is built
+(`AlertConfig.validate()`), so a broken config never reaches a generated file.
+
+The selectors below are built from `instrumentation.vocabulary`, the facts the whole stack
+shares (quiet paths, the 5xx status, error log levels); runbook links are added by
+`alert_rules.runbook_links` after every rule is built.
 """
 
 from __future__ import annotations
@@ -12,6 +16,28 @@ import dataclasses
 import re
 from dataclasses import dataclass, fields
 from typing import Any
+
+from prometheus_client.utils import floatToGoString
+
+from instrumentation.vocabulary import (
+    EVERY_SERVICE_MATCHER,
+    LATENCY_BUCKETS,
+    SERVER_ERROR_MATCHER,
+    loki_error_stream,
+    quiet_paths_regex,
+)
+
+# Requests that count as user traffic: scrapes and probes would dilute error ratios.
+USER_TRAFFIC = f'route!~"{quiet_paths_regex()}"'
+SERVER_ERRORS = SERVER_ERROR_MATCHER
+# Every service's ERROR and CRITICAL log lines (Loki).
+ERROR_LINES = loki_error_stream(EVERY_SERVICE_MATCHER)
+# `le` label values of http_request_duration_seconds, spelled as prometheus_client writes them
+# (`1.0`, not `1`), by the function it writes them with.
+LATENCY_BUCKET_LABELS: tuple[str, ...] = tuple(
+    floatToGoString(bound)  # type: ignore[no-untyped-call]
+    for bound in LATENCY_BUCKETS
+)
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNIT_SECONDS = (86400, 3600, 60, 1)
@@ -58,16 +84,14 @@ class BurnWindow:
 class AlertConfig:
     """Settings for every generated rule; all fields are required."""
 
-    # Where `runbook_url` points; `{anchor}` is the alert's section in docs/runbooks.md.
-    runbook_url_pattern: str
-    # Requests that count as user traffic: scrapes and probes would dilute error ratios.
-    http_selector: str
     error_rate_threshold: float
     error_rate_window: str
     error_rate_for: str
     # Below this many requests per second a few failures are noise, not an incident.
     error_rate_min_requests_per_second: float
     latency_quantile: float
+    # A bucket bound of http_request_duration_seconds: the quantile is exact there, and the
+    # promtool scenarios put requests in the buckets on either side of it.
     latency_threshold_seconds: float
     latency_window: str
     latency_for: str
@@ -88,7 +112,8 @@ class AlertConfig:
     memory_for: str
     availability_slo: float
     latency_slo: float
-    # Must be a bucket boundary of http_request_duration_seconds (instrumentation.metrics).
+    # A bucket of http_request_duration_seconds, as its `le` label spells it: the latency SLI
+    # reads that `_bucket` series, and a value that is not a bucket matches no series at all.
     latency_slo_le: str
     burn_windows: tuple[BurnWindow, ...]
     loki_error_window: str
@@ -98,23 +123,33 @@ class AlertConfig:
     loki_error_for: str
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ConfigError` on a missing or malformed value."""
         for item in fields(self):
             value = getattr(self, item.name)
             if value is None or value == "" or value == ():
                 raise ConfigError(f"alert_rules.config: {item.name} is required")
             if item.name.endswith(("_window", "_for")):
                 duration_seconds(value)
-        if "{anchor}" not in self.runbook_url_pattern:
-            raise ConfigError("alert_rules.config: runbook_url_pattern needs an {anchor} field")
         for name in ("availability_slo", "latency_slo", "latency_quantile", "error_rate_threshold"):
             if not 0 < getattr(self, name) < 1:
                 raise ConfigError(f"alert_rules.config: {name} must be between 0 and 1")
         for window in self.burn_windows:
             for duration in (window.long, window.short, window.for_):
                 duration_seconds(duration)
-
-    def runbook_url(self, anchor: str) -> str:
-        return self.runbook_url_pattern.format(anchor=anchor)
+        if self.latency_slo_le not in LATENCY_BUCKET_LABELS:
+            raise ConfigError(
+                f"alert_rules.config: latency_slo_le={self.latency_slo_le!r} is not a bucket of "
+                f"http_request_duration_seconds; use one of {', '.join(LATENCY_BUCKET_LABELS)}"
+            )
+        if self.latency_threshold_seconds not in LATENCY_BUCKETS:
+            raise ConfigError(
+                "alert_rules.config: latency_threshold_seconds="
+                f"{self.latency_threshold_seconds!r} is not a bucket of "
+                f"http_request_duration_seconds; use one of {', '.join(LATENCY_BUCKET_LABELS)}"
+            )
 
     def with_overrides(self, **overrides: Any) -> AlertConfig:
         """A copy with some values replaced; unknown names raise `ConfigError`."""
@@ -135,10 +170,6 @@ WORKBOOK_BURN_WINDOWS = (
 )
 
 DEFAULT = AlertConfig(
-    runbook_url_pattern=(
-        "https://github.com/corrstack/corrstack/blob/main/docs/runbooks.md#{anchor}"
-    ),
-    http_selector='route!~"/metrics|/health|/healthz|/ready"',
     error_rate_threshold=0.05,
     error_rate_window="5m",
     error_rate_for="5m",

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from alert_rules.config import AlertConfig, duration_seconds, format_duration
+from alert_rules.config import AlertConfig, duration_seconds
 from alert_rules.humanize import fixed_two
 from alert_rules.rule import AlertSpec, Rule, record
-from alert_rules.unit_tests import Alert, Check, Scenario, counter, selector
+from alert_rules.unit_tests import (
+    API,
+    Check,
+    Scenario,
+    at,
+    counter,
+    counter_with_reset,
+    firing_alert,
+    pending_then_firing,
+    selector,
+    silent,
+)
+from instrumentation.vocabulary import COST_ANOMALY_ALERT
 
-SERVICE = "api"
 HOURLY = "service:api_cost_usd:increase1h"
 BASELINE = "service:api_cost_usd:hourly_baseline"
 
@@ -30,7 +41,7 @@ def cost_anomaly(config: AlertConfig) -> AlertSpec:
     factor, budget = config.cost_anomaly_factor, config.cost_daily_budget_usd
     floor = config.cost_anomaly_min_daily_usd
     return AlertSpec(
-        name="CostAnomaly",
+        name=COST_ANOMALY_ALERT,
         # Each arm keeps the hourly spend as its value (`and` keeps its left side), which the
         # description prints. A service without a day of history has no baseline: only the
         # budget arm can fire for it.
@@ -64,17 +75,13 @@ def cost_scenarios(config: AlertConfig) -> list[Scenario]:
     budget, factor = config.cost_daily_budget_usd, config.cost_anomaly_factor
     hold = duration_seconds(config.cost_for) // 60
     baseline_hours = duration_seconds(config.cost_baseline_window) // 3600
-    per_hour = 12  # samples, one every 5m
+    # A day of history sampled every minute makes promtool slow; the cost rules only look at
+    # hours, so a sample (and an evaluation) every five minutes resolves them well.
+    interval = "5m"
+    per_hour = 12  # samples
     history = (baseline_hours + 1) * per_hour  # a full baseline before the spike
     spike_steps = per_hour * 2
-    series = selector(
-        "api_cost_usd_total",
-        endpoint="/api/analysis",
-        model="gpt-4o",
-        job=SERVICE,
-        instance="api:8000",
-        service=SERVICE,
-    )
+    series = selector("api_cost_usd_total", endpoint="/api/analysis", model="gpt-4o", **API)
 
     def spend(base: float, spike: float) -> str:
         """Dollars per hour: `base` for the history, then `spike`."""
@@ -89,10 +96,6 @@ def cost_scenarios(config: AlertConfig) -> list[Scenario]:
     spike = base * factor * 2
     # Past the first hour the spike fills the whole 1h window: increase() is exact.
     after_minutes = 60 + hold + 5
-    labels = {"service": SERVICE, "severity": spec.severity}
-    firing = Alert(
-        labels, spec.expected_annotations(config, service=SERVICE, value=fixed_two(spike))
-    )
     start = history * 5
     # Minutes into the spike when an arm first holds (the 1h increase ramps linearly from
     # `base` to `spike`): the anomaly arm at `factor`× the baseline, the budget arm at the
@@ -105,67 +108,46 @@ def cost_scenarios(config: AlertConfig) -> list[Scenario]:
     # A tenth of the budget's pace; the jump to (factor + 1)× clears the floor, not the budget.
     quiet = budget / 24 / 10
     assert config.cost_anomaly_min_daily_usd < quiet * (factor + 1) * 24 < budget
+
+    def fires_at(minute: int, dollars_per_hour: float) -> list[Check]:
+        alert = firing_alert(spec, API, fixed_two(dollars_per_hour))
+        return [Check(at(minute), spec.name, firing=[alert])]
+
     return [
-        Scenario(
-            name="CostAnomaly: pending until for elapses, then firing",
-            interval="5m",
-            series={series: spend(base, spike)},
-            checks=[
-                Check(format_duration(pending_at * 60), spec.name, pending=[labels]),
-                Check(format_duration((start + after_minutes) * 60), spec.name, firing=[firing]),
-            ],
+        pending_then_firing(
+            spec,
+            {series: spend(base, spike)},
+            firing_alert(spec, API, fixed_two(spike)),
+            pending_at=pending_at,
+            firing_at=start + after_minutes,
+            interval=interval,
         ),
         Scenario(
             name="CostAnomaly: steady spend over the daily budget fires without an anomaly",
-            interval="5m",
+            interval=interval,
             series={series: counter(over_budget / per_hour, history + spike_steps)},
-            checks=[
-                Check(
-                    format_duration((start + hold + 5) * 60),
-                    spec.name,
-                    firing=[
-                        Alert(
-                            labels,
-                            spec.expected_annotations(
-                                config, service=SERVICE, value=fixed_two(over_budget)
-                            ),
-                        )
-                    ],
-                )
-            ],
+            checks=fires_at(start + hold + 5, over_budget),
         ),
         Scenario(
             name="CostAnomaly: a jump under the daily budget but past the floor fires",
-            interval="5m",
+            interval=interval,
             series={series: spend(quiet, quiet * (factor + 1))},
-            checks=[
-                Check(
-                    format_duration((start + after_minutes) * 60),
-                    spec.name,
-                    firing=[
-                        Alert(
-                            labels,
-                            spec.expected_annotations(
-                                config, service=SERVICE, value=fixed_two(quiet * (factor + 1))
-                            ),
-                        )
-                    ],
-                )
-            ],
+            checks=fires_at(start + after_minutes, quiet * (factor + 1)),
         ),
         Scenario(
             name="CostAnomaly: a jump far below the anomaly floor stays silent",
-            interval="5m",
+            interval=interval,
             series={series: spend(cheap, cheap * factor * 3)},
-            checks=[Check(format_duration((start + after_minutes) * 60), spec.name)],
+            checks=silent(spec, [start + after_minutes]),
         ),
         Scenario(
             name="CostAnomaly: a counter reset at usual spend stays silent",
-            interval="5m",
+            interval=interval,
             series={
-                series: f"{counter(base / per_hour, history, start=500)} "
-                f"{counter(base / per_hour, spike_steps - 1)}"
+                series: counter_with_reset(
+                    base / per_hour, history + spike_steps, history, start=500
+                )
             },
-            checks=[Check(format_duration((start + m) * 60), spec.name) for m in (10, 30, 60, 90)],
+            checks=silent(spec, (start + m for m in (10, 30, 60, 90))),
         ),
     ]

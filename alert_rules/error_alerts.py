@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from alert_rules.config import AlertConfig, duration_seconds, format_duration
+from alert_rules.config import AlertConfig, duration_seconds
 from alert_rules.humanize import go_general
 from alert_rules.rule import AlertSpec
-from alert_rules.unit_tests import Alert, Check, Scenario, counter, selector
+from alert_rules.unit_tests import (
+    Scenario,
+    counter,
+    counter_with_reset,
+    firing_alert,
+    pending_then_firing,
+    scrape_target,
+    selector,
+    silent,
+)
+from instrumentation.vocabulary import CRITICAL_ERROR_PATTERN_ALERT
 
-SERVICE = "worker"
+WORKER = scrape_target("worker")
 
 
 def critical_error_pattern(config: AlertConfig) -> AlertSpec:
     window = config.critical_error_window
     return AlertSpec(
-        name="CriticalErrorPattern",
+        name=CRITICAL_ERROR_PATTERN_ALERT,
         expr=(
             f'sum by (service) (increase(app_errors_total{{severity="critical"}}[{window}]))'
             f" > {config.critical_error_count:g}"
@@ -35,50 +45,43 @@ def critical_error_scenarios(config: AlertConfig) -> list[Scenario]:
     window = duration_seconds(config.critical_error_window) // 60
     steps = hold + window + 12
     reset_at = window + 4
-    target = {"job": SERVICE, "instance": "worker:8000", "service": SERVICE}
-    series = selector(
-        "app_errors_total",
-        error_type="TimeoutError",
-        operation="analysis",
-        severity="critical",
-        **target,
-    )
+
+    def errors(severity: str) -> str:
+        return selector(
+            "app_errors_total",
+            error_type="TimeoutError",
+            operation="analysis",
+            severity=severity,
+            **WORKER,
+        )
+
     # Enough per minute that the first minute alone crosses the threshold.
     burst = config.critical_error_count * 2 + 1
     trickle = config.critical_error_count / (2 * window)
-    labels = {"service": SERVICE, "severity": spec.severity}
     # With the window full of one-minute samples, increase() is exactly window × rate.
-    firing = Alert(
-        labels,
-        spec.expected_annotations(config, service=SERVICE, value=go_general(burst * window)),
-    )
+    firing = firing_alert(spec, WORKER, go_general(burst * window))
     after = max(hold + 2, window + 1)
     return [
-        Scenario(
-            name="CriticalErrorPattern: pending until for elapses, then firing",
-            interval="1m",
-            series={series: counter(burst, steps)},
-            checks=[
-                Check(format_duration(hold * 60), spec.name, pending=[labels]),
-                Check(format_duration(after * 60), spec.name, firing=[firing]),
-            ],
+        pending_then_firing(
+            spec,
+            {errors("critical"): counter(burst, steps)},
+            firing,
+            pending_at=hold,
+            firing_at=after,
         ),
         Scenario(
             name="CriticalErrorPattern: a counter reset from a high value stays silent",
             interval="1m",
-            series={
-                series: f"{counter(trickle, reset_at, start=1000)} "
-                f"{counter(trickle, steps - reset_at - 1)}"
-            },
-            checks=[Check(format_duration((reset_at + m) * 60), spec.name) for m in (1, 2, 6)],
+            series={errors("critical"): counter_with_reset(trickle, steps, reset_at, start=1000)},
+            checks=silent(spec, (reset_at + m for m in (1, 2, 6))),
         ),
         Scenario(
             name="CriticalErrorPattern: warnings and errors do not count",
             interval="1m",
             series={
-                series.replace('severity="critical"', 'severity="error"'): counter(burst, steps),
-                series.replace('severity="critical"', 'severity="warning"'): counter(burst, steps),
+                errors("error"): counter(burst, steps),
+                errors("warning"): counter(burst, steps),
             },
-            checks=[Check(format_duration(after * 60), spec.name)],
+            checks=silent(spec, [after]),
         ),
     ]

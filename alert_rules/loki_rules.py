@@ -6,10 +6,9 @@ the logs give without parsing every line.
 
 from __future__ import annotations
 
-from alert_rules.config import AlertConfig, duration_seconds
+from alert_rules.config import ERROR_LINES, AlertConfig, duration_seconds
 from alert_rules.rule import AlertSpec
-
-ERROR_LINES = '{service=~".+", level=~"ERROR|CRITICAL"}'
+from instrumentation.vocabulary import ERROR_LOG_SPIKE_ALERT
 
 
 def error_log_spike(config: AlertConfig) -> AlertSpec:
@@ -22,7 +21,7 @@ def error_log_spike(config: AlertConfig) -> AlertSpec:
     )
     factor = config.loki_error_spike_factor
     return AlertSpec(
-        name="ErrorLogSpike",
+        name=ERROR_LOG_SPIKE_ALERT,
         # `unless` rather than `>` against the baseline: a service with no errors in the
         # baseline window has no baseline series, and a spike from zero must still fire.
         expr=(

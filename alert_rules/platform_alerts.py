@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from alert_rules.config import AlertConfig, duration_seconds, format_duration
+from alert_rules.config import AlertConfig, duration_seconds
 from alert_rules.humanize import humanize_1024
 from alert_rules.rule import AlertSpec
-from alert_rules.unit_tests import Alert, Check, Scenario, selector
+from alert_rules.unit_tests import (
+    API,
+    Scenario,
+    firing_alert,
+    pending_then_firing,
+    selector,
+    silent,
+)
+from instrumentation.vocabulary import HIGH_MEMORY_USAGE_ALERT, TARGET_DOWN_ALERT
 
-SERVICE = "api"
-INSTANCE = "api:8000"
-_TARGET = {"job": SERVICE, "instance": INSTANCE, "service": SERVICE}
+BY_INSTANCE = ("instance", "service")
 
 
 def target_down(config: AlertConfig) -> AlertSpec:
     return AlertSpec(
-        name="TargetDown",
+        name=TARGET_DOWN_ALERT,
         expr="max by (service, instance) (up) == 0",
         for_=config.target_down_for,
         severity="critical",
@@ -23,13 +29,14 @@ def target_down(config: AlertConfig) -> AlertSpec:
             "Prometheus has failed to scrape {instance} of {service} for "
             f"{config.target_down_for}: the process is down or /metrics does not answer."
         ),
+        by=BY_INSTANCE,
     )
 
 
 def high_memory_usage(config: AlertConfig) -> AlertSpec:
     limit = humanize_1024(config.memory_threshold_bytes)
     return AlertSpec(
-        name="HighMemoryUsage",
+        name=HIGH_MEMORY_USAGE_ALERT,
         expr=(
             "max by (service, instance) (process_resident_memory_bytes)"
             f" > {config.memory_threshold_bytes:.0f}"
@@ -42,6 +49,7 @@ def high_memory_usage(config: AlertConfig) -> AlertSpec:
             f"(threshold {limit}B) for {config.memory_for}."
         ),
         value_format="$value | humanize1024",
+        by=BY_INSTANCE,
     )
 
 
@@ -51,67 +59,39 @@ def _gauge_values(normal: float, abnormal: float, start: int, length: int, total
     return " ".join(f"{v:.0f}" for v in values)
 
 
-def target_down_scenarios(config: AlertConfig) -> list[Scenario]:
-    spec = target_down(config)
-    hold = duration_seconds(config.target_down_for) // 60
-    down_at, total = 2, hold + 8
-    up = selector("up", **_TARGET)
-    labels = {"instance": INSTANCE, "service": SERVICE, "severity": spec.severity}
-    firing = Alert(labels, spec.expected_annotations(config, service=SERVICE, instance=INSTANCE))
+def _blip_scenarios(
+    spec: AlertSpec, series: str, normal: float, abnormal: float, value: str | None, blip: str
+) -> list[Scenario]:
+    """`abnormal` from minute 2 on fires after `for:`; a blip shorter than `for:` never does."""
+    hold = duration_seconds(spec.for_) // 60
+    start, total = 2, hold + 8
     return [
-        Scenario(
-            name="TargetDown: pending until for elapses, then firing",
-            interval="1m",
-            series={up: _gauge_values(1, 0, down_at, total, total)},
-            checks=[
-                Check(format_duration((down_at + hold - 1) * 60), spec.name, pending=[labels]),
-                Check(format_duration((down_at + hold + 1) * 60), spec.name, firing=[firing]),
-            ],
+        pending_then_firing(
+            spec,
+            {series: _gauge_values(normal, abnormal, start, total, total)},
+            firing_alert(spec, API, value),
+            pending_at=start + hold - 1,
+            firing_at=start + hold + 1,
         ),
         Scenario(
-            # A restart (the gauge's equivalent of a counter reset) misses a scrape or two.
-            name="TargetDown: a restart shorter than for stays silent",
+            name=f"{spec.name}: {blip} shorter than for stays silent",
             interval="1m",
-            series={up: _gauge_values(1, 0, down_at, hold - 1, total)},
-            checks=[
-                Check(format_duration((down_at + m) * 60), spec.name, pending=None)
-                for m in range(hold + 3)
-            ],
+            series={series: _gauge_values(normal, abnormal, start, hold - 1, total)},
+            # A blip shorter than `for:` is pending for a while: only firing is checked.
+            checks=silent(spec, (start + m for m in range(hold + 3)), check_pending=False),
         ),
     ]
+
+
+def target_down_scenarios(config: AlertConfig) -> list[Scenario]:
+    # A restart (the gauge's equivalent of a counter reset) misses a scrape or two.
+    return _blip_scenarios(target_down(config), selector("up", **API), 1, 0, None, "a restart")
 
 
 def memory_scenarios(config: AlertConfig) -> list[Scenario]:
-    spec = high_memory_usage(config)
-    hold = duration_seconds(config.memory_for) // 60
     threshold = config.memory_threshold_bytes
-    high, normal = threshold * 1.5, threshold / 4
-    start, total = 2, hold + 8
-    rss = selector("process_resident_memory_bytes", **_TARGET)
-    labels = {"instance": INSTANCE, "service": SERVICE, "severity": spec.severity}
-    firing = Alert(
-        labels,
-        spec.expected_annotations(
-            config, service=SERVICE, instance=INSTANCE, value=humanize_1024(high)
-        ),
+    high = threshold * 1.5
+    rss = selector("process_resident_memory_bytes", **API)
+    return _blip_scenarios(
+        high_memory_usage(config), rss, threshold / 4, high, humanize_1024(high), "a spike"
     )
-    return [
-        Scenario(
-            name="HighMemoryUsage: pending until for elapses, then firing",
-            interval="1m",
-            series={rss: _gauge_values(normal, high, start, total, total)},
-            checks=[
-                Check(format_duration((start + hold - 1) * 60), spec.name, pending=[labels]),
-                Check(format_duration((start + hold + 1) * 60), spec.name, firing=[firing]),
-            ],
-        ),
-        Scenario(
-            name="HighMemoryUsage: a spike shorter than for stays silent",
-            interval="1m",
-            series={rss: _gauge_values(normal, high, start, hold - 1, total)},
-            checks=[
-                Check(format_duration((start + m) * 60), spec.name, pending=None)
-                for m in range(hold + 3)
-            ],
-        ),
-    ]

@@ -1,17 +1,16 @@
 """Builders for Prometheus/Loki rule dicts, with annotations that tests can expand too.
 
-Annotation texts are written once with `{service}`-style fields. `alert()` turns them into Go
-templates for the rule file; `expand()` fills them with known values for the promtool tests'
-`exp_annotations`, so a rule and its expected notification never drift apart.
+Annotation texts are written once with `{service}`-style fields. `AlertSpec.rule()` turns them
+into Go templates for the rule file; `expected_annotations()` fills them with known values for
+the promtool tests' `exp_annotations`, so a rule and its expected notification never drift
+apart. `runbook_url` is not here: `alert_rules.runbook_links` adds it to every alert at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from alert_rules.config import AlertConfig
 
 Rule = dict[str, Any]
 
@@ -32,13 +31,10 @@ class AlertSpec:
     # A Go template pipeline printing `$value`, e.g. `$value | humanizePercentage`.
     value_format: str = "$value"
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The series labels the expression keeps (its `by (…)`), so every alert instance has them.
+    by: tuple[str, ...] = ("service",)
 
-    @property
-    def anchor(self) -> str:
-        # GitHub's anchor for a `## HighErrorRate` heading in docs/runbooks.md.
-        return self.name.lower()
-
-    def rule(self, config: AlertConfig) -> Rule:
+    def rule(self) -> Rule:
         return {
             "alert": self.name,
             "expr": self.expr,
@@ -47,16 +43,14 @@ class AlertSpec:
             "annotations": {
                 "summary": _go_template(self.summary, self.value_format),
                 "description": _go_template(self.description, self.value_format),
-                "runbook_url": config.runbook_url(self.anchor),
             },
         }
 
-    def expected_annotations(self, config: AlertConfig, **values: str) -> dict[str, str]:
+    def expected_annotations(self, **values: str) -> dict[str, str]:
         """The annotations promtool should see for an alert with these label values."""
         return {
             "summary": self.summary.format(**values),
             "description": self.description.format(**values),
-            "runbook_url": config.runbook_url(self.anchor),
         }
 
 
@@ -64,8 +58,12 @@ def record(name: str, expr: str) -> Rule:
     return {"record": name, "expr": expr}
 
 
-def group(name: str, rules: list[Rule]) -> dict[str, Any]:
-    return {"name": name, "rules": rules}
+def group(name: str, rules: Sequence[AlertSpec | Rule]) -> dict[str, Any]:
+    """A rule group; alerts are given as `AlertSpec`s, recording rules as `record()` dicts."""
+    return {
+        "name": name,
+        "rules": [rule.rule() if isinstance(rule, AlertSpec) else rule for rule in rules],
+    }
 
 
 def _go_template(text: str, value_format: str) -> str:

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alert_rules.config import AlertConfig, BurnWindow, duration_seconds
+from alert_rules.config import (
+    SERVER_ERRORS,
+    USER_TRAFFIC,
+    AlertConfig,
+    BurnWindow,
+    duration_seconds,
+)
 from alert_rules.humanize import humanize_percentage
 from alert_rules.rule import AlertSpec, Rule, record
-from alert_rules.unit_tests import Alert, Check, Scenario, counter, selector
-
-SERVICE = "api"
-_TARGET = {"job": SERVICE, "instance": "api:8000", "service": SERVICE}
+from alert_rules.unit_tests import (
+    API,
+    Check,
+    Scenario,
+    counter,
+    counter_with_reset,
+    firing_alert,
+    http_series,
+)
+from instrumentation.vocabulary import ERROR_BUDGET_BURN_ALERT
 
 
 @dataclass(frozen=True)
@@ -53,10 +65,10 @@ def windows(config: AlertConfig) -> list[str]:
 
 
 def ratio_expr(config: AlertConfig, slo: Slo, window: str) -> str:
-    sel = config.http_selector
+    sel = USER_TRAFFIC
     if slo.name == "availability":
         return (
-            f'sum by (service) (rate(http_requests_total{{status=~"5..", {sel}}}[{window}]))\n'
+            f"sum by (service) (rate(http_requests_total{{{SERVER_ERRORS}, {sel}}}[{window}]))\n"
             f"/\n"
             f"sum by (service) (rate(http_requests_total{{{sel}}}[{window}]))"
         )
@@ -78,7 +90,7 @@ def recording_rules(config: AlertConfig, slo: Slo) -> list[Rule]:
 def error_budget_burn(config: AlertConfig, slo: Slo, pair: BurnWindow) -> AlertSpec:
     limit = f"({pair.burn_rate:g} * (1 - {slo.target:g}))"
     return AlertSpec(
-        name="ErrorBudgetBurn",
+        name=ERROR_BUDGET_BURN_ALERT,
         expr=(
             f"{slo.ratio_rule(pair.long)} > {limit}\n"
             f"and on (service)\n"
@@ -104,36 +116,26 @@ def burn_alerts(config: AlertConfig, slo: Slo) -> list[AlertSpec]:
 def _availability_series(
     ratio: float, steps: int, per_minute: float, reset_at: int | None = None
 ) -> dict[str, str]:
-    def requests(status: str) -> str:
-        return selector(
-            "http_requests_total", **_TARGET, method="GET", route="/api/items", status=status
-        )
-
     def values(per_step: float) -> str:
         if reset_at is None:
             return counter(per_step, steps)
         # A restart: from a high value back to zero.
-        before = counter(per_step, reset_at, start=10**6)
-        return f"{before} {counter(per_step, steps - reset_at - 1)}"
+        return counter_with_reset(per_step, steps, reset_at, start=10**6)
 
     return {
-        requests("200"): values(per_minute * (1 - ratio)),
-        requests("500"): values(per_minute * ratio),
+        http_series("http_requests_total", status="200"): values(per_minute * (1 - ratio)),
+        http_series("http_requests_total", status="500"): values(per_minute * ratio),
     }
 
 
 def _latency_series(
     config: AlertConfig, ratio: float, steps: int, per_minute: float
 ) -> dict[str, str]:
-    def series(name: str, **extra: str) -> str:
-        return selector(name, **_TARGET, method="GET", route="/api/items", **extra)
-
+    buckets = "http_request_duration_seconds_bucket"
     return {
-        series("http_request_duration_seconds_bucket", le=config.latency_slo_le): counter(
-            per_minute * (1 - ratio), steps
-        ),
-        series("http_request_duration_seconds_bucket", le="+Inf"): counter(per_minute, steps),
-        series("http_request_duration_seconds_count"): counter(per_minute, steps),
+        http_series(buckets, le=config.latency_slo_le): counter(per_minute * (1 - ratio), steps),
+        http_series(buckets, le="+Inf"): counter(per_minute, steps),
+        http_series("http_request_duration_seconds_count"): counter(per_minute, steps),
     }
 
 
@@ -160,13 +162,7 @@ def burn_scenarios(config: AlertConfig) -> list[Scenario]:
                 if burn > pair.burn_rate
             ]
             value = humanize_percentage(ratio)
-            firing = [
-                Alert(
-                    {"service": SERVICE, **spec.rule(config)["labels"]},
-                    spec.expected_annotations(config, service=SERVICE, value=value),
-                )
-                for _, spec in hot
-            ]
+            firing = [firing_alert(spec, API, value) for _, spec in hot]
             series = (
                 _availability_series(ratio, steps, per_minute)
                 if slo.name == "availability"
@@ -182,10 +178,10 @@ def burn_scenarios(config: AlertConfig) -> list[Scenario]:
                         # Every condition holds from the first minute; no for: has elapsed.
                         Check(
                             f"{shortest_for}m",
-                            "ErrorBudgetBurn",
+                            ERROR_BUDGET_BURN_ALERT,
                             pending=[alert.labels for alert in firing],
                         ),
-                        Check(f"{settle}m", "ErrorBudgetBurn", firing=firing),
+                        Check(f"{settle}m", ERROR_BUDGET_BURN_ALERT, firing=firing),
                     ],
                 )
             )
@@ -198,7 +194,8 @@ def burn_scenarios(config: AlertConfig) -> list[Scenario]:
             interval="1m",
             series=_availability_series(ratio, steps, per_minute, reset_at),
             checks=[
-                Check(f"{reset_at + m}m", "ErrorBudgetBurn") for m in (1, 5, 60, settle - reset_at)
+                Check(f"{reset_at + m}m", ERROR_BUDGET_BURN_ALERT)
+                for m in (1, 5, 60, settle - reset_at)
             ],
         )
     )

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from alert_rules import DRILL
 from alert_rules.build import main as build_rules
+from instrumentation.vocabulary import runbook_url
 from tests.support.processes import wait_until
 from tests.support.stack import (
     alertmanager,
@@ -98,5 +98,5 @@ def test_high_error_rate_reaches_the_webhook(tmp_path: Path) -> None:
     )
     ratio = float(annotations["description"].split("%", 1)[0])
     assert 70 <= ratio <= 90  # four in five requests fail
-    assert annotations["runbook_url"] == DRILL.runbook_url("higherrorrate")
+    assert annotations["runbook_url"] == runbook_url("HighErrorRate")
     assert alert["generatorURL"].startswith(prometheus_url)

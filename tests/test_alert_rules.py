@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from alert_rules import DEFAULT, ConfigError
-from alert_rules.build import DEFAULT_OUT, generated_files, main, stale_files
+from alert_rules.build import GENERATOR, generated_files, main
+from instrumentation import vocabulary
+from instrumentation.metrics import Metrics
 from tests.support.checkers import logql_errors
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = GENERATOR.default_out
 PROMETHEUS_FILES = sorted((DEFAULT_OUT / "prometheus").glob("*.yml"))
 UNIT_TEST_FILES = sorted((DEFAULT_OUT / "tests").glob("*.yml"))
 LOKI_FILE = DEFAULT_OUT / "loki" / "rules.yml"
@@ -29,6 +33,7 @@ DESIGN_ALERTS = {
     "HighMemoryUsage",
     "ErrorBudgetBurn",
 }
+LATENCY_BUCKET = re.compile(r'http_request_duration_seconds_bucket\{[^}]*\ble="([^"]+)"')
 
 
 def _rules(paths: list[Path]) -> list[dict[str, Any]]:
@@ -51,9 +56,19 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 # --- the build -------------------------------------------------------------------------------
 
 
-def test_committed_files_equal_a_fresh_build() -> None:
-    stale = stale_files(DEFAULT_OUT, generated_files(DEFAULT))
-    assert stale == [], f"stale: {stale}; run: python -m alert_rules.build"
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.yml")}
+
+
+def test_committed_files_equal_a_fresh_build(tmp_path: Path) -> None:
+    assert main(["--out", str(tmp_path)]) == 0
+    fresh, committed = _tree(tmp_path), _tree(DEFAULT_OUT)
+    stale = sorted(
+        name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
+    )
+    assert not stale, (
+        f"alert_rules/generated is stale ({', '.join(stale)}): run `{GENERATOR.command}`"
+    )
 
 
 def test_check_names_stale_and_leftover_files(
@@ -69,6 +84,13 @@ def test_check_names_stale_and_leftover_files(
     assert "prometheus/alerts.yml" in err
     assert "loki/old.yml" in err
     assert f"python -m alert_rules.build --out {tmp_path}" in err
+
+
+def test_check_of_a_drill_build_names_its_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--out", str(tmp_path), "--check", "--profile", "drill"]) == 1
+    assert "python -m alert_rules.build --profile drill --out" in capsys.readouterr().err
 
 
 def test_build_is_deterministic() -> None:
@@ -92,7 +114,10 @@ def test_drill_profile_shrinks_the_error_rate_alert(tmp_path: Path) -> None:
         ({"cost_daily_budget_usd": None}, "cost_daily_budget_usd is required"),
         ({"burn_windows": ()}, "burn_windows is required"),
         ({"latency_for": "10 minutes"}, "not a Prometheus duration"),
-        ({"runbook_url_pattern": "https://example.invalid/runbooks"}, "{anchor}"),
+        ({"latency_slo_le": "0.3"}, "latency_slo_le='0.3' is not a bucket"),
+        # prometheus_client writes le="1.0": a rule matching le="1" would match no series.
+        ({"latency_slo_le": "1"}, "latency_slo_le='1' is not a bucket"),
+        ({"latency_threshold_seconds": 0.75}, "latency_threshold_seconds=0.75 is not a bucket"),
         ({"availability_slo": 99.9}, "availability_slo must be between 0 and 1"),
         ({"error_threshold": 0.1}, "unknown settings ['error_threshold']"),
     ],
@@ -101,6 +126,61 @@ def test_missing_or_bad_config_fails_loudly(override: dict[str, Any], message: s
     with pytest.raises(ConfigError) as error:
         DEFAULT.with_overrides(**override)
     assert message in str(error.value)
+
+
+# --- the stack's vocabulary -------------------------------------------------------------------
+
+
+def _exposed_latency_buckets() -> set[str]:
+    """The `le` labels the library's request-duration histogram really writes."""
+    registry = CollectorRegistry()
+    Metrics(registry).http_request_duration_seconds.labels("GET", "/").observe(0.1)
+    return {
+        sample.labels["le"]
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "http_request_duration_seconds_bucket"
+    }
+
+
+def test_the_latency_slo_threshold_is_a_bucket_the_library_writes() -> None:
+    assert float(DEFAULT.latency_slo_le) in vocabulary.LATENCY_BUCKETS
+    assert DEFAULT.latency_slo_le in _exposed_latency_buckets()
+    assert DEFAULT.latency_threshold_seconds in vocabulary.LATENCY_BUCKETS
+
+
+def test_every_latency_le_in_rules_and_promtool_tests_is_a_bucket() -> None:
+    exposed = _exposed_latency_buckets()
+    in_rules = [le for r in _rules(PROMETHEUS_FILES) for le in LATENCY_BUCKET.findall(r["expr"])]
+    in_tests = [
+        le
+        for path in UNIT_TEST_FILES
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for series in test["input_series"]
+        for le in LATENCY_BUCKET.findall(series["series"])
+    ]
+    assert in_rules and in_tests
+    # Rules match `le` by string: it must be the library's spelling. Test inputs only need the
+    # bound (histogram_quantile parses it).
+    assert set(in_rules) - exposed == set()
+    assert {
+        le for le in in_tests if le != "+Inf" and float(le) not in vocabulary.LATENCY_BUCKETS
+    } == set()
+
+
+def test_the_vocabulary_names_the_designed_alerts() -> None:
+    assert set(vocabulary.PROMETHEUS_ALERTS) == DESIGN_ALERTS
+
+
+def test_every_http_selector_leaves_out_the_quiet_paths() -> None:
+    matchers = [
+        selector
+        for rule in _rules(PROMETHEUS_FILES)
+        for selector in re.findall(r"\bhttp_request\w*\{([^}]*)\}", rule["expr"])
+    ]
+    assert matchers
+    quiet = f'route!~"{vocabulary.quiet_paths_regex()}"'
+    assert [m for m in matchers if quiet not in m] == []
 
 
 # --- what every alert carries ----------------------------------------------------------------
@@ -120,7 +200,18 @@ def test_every_alert_has_severity_service_for_and_annotations(rule: dict[str, An
     assert re.search(r"by \((service|.*, service)", rule["expr"]) or "on (service)" in rule["expr"]
     assert rule["for"]
     assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
-    assert rule["annotations"]["runbook_url"] == DEFAULT.runbook_url(rule["alert"].lower())
+    assert rule["annotations"]["runbook_url"] == vocabulary.runbook_url(rule["alert"])
+
+
+def test_promtool_tests_expect_the_runbook_url_of_the_rules() -> None:
+    urls = {
+        check["alertname"]: alert["exp_annotations"]["runbook_url"]
+        for path in UNIT_TEST_FILES
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for check in test["alert_rule_test"]
+        for alert in check["exp_alerts"]
+    }
+    assert urls == {name: vocabulary.runbook_url(name) for name in DESIGN_ALERTS}
 
 
 def test_every_runbook_url_has_a_section() -> None:
