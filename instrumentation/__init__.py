@@ -3,7 +3,7 @@
 from instrumentation.app import instrument_app
 from instrumentation.business import BusinessEvents, business_events
 from instrumentation.context import bind_context, current_context
-from instrumentation.error_tracking import ErrorTracker, Thresholds, error_tracker
+from instrumentation.error_tracking import ErrorTracker, Thresholds
 from instrumentation.logger import get_logger
 from instrumentation.logging_setup import flush_logging, setup_logging, shutdown_logging
 from instrumentation.middleware import CorrelationMiddleware
@@ -15,11 +15,14 @@ from instrumentation.propagation import (
     correlation_headers,
     httpx_event_hooks,
 )
+from instrumentation.runtime import CurrentErrorTracker, Runtime, current_runtime, error_tracker
 
 __all__ = [
     "BusinessEvents",
     "CorrelationMiddleware",
+    "CurrentErrorTracker",
     "ErrorTracker",
+    "Runtime",
     "Thresholds",
     "add_correlation_headers",
     "add_correlation_headers_async",
@@ -28,6 +31,7 @@ __all__ = [
     "business_events",
     "correlation_headers",
     "current_context",
+    "current_runtime",
     "error_tracker",
     "flush_logging",
     "get_logger",

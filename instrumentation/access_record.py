@@ -14,8 +14,15 @@ import threading
 import time
 from typing import Any
 
-# The reference point of `relativeCreated`, as stdlib uses it.
-_START_TIME: float = logging._startTime  # type: ignore[attr-defined]
+
+def _start_time() -> float:
+    """The reference point of `relativeCreated` in seconds, as a LogRecord of now shows it
+    (not `logging._startTime`, whose unit changed from seconds to nanoseconds in Python 3.13)."""
+    probe = logging.LogRecord("", logging.INFO, "", 0, "", None, None)
+    return float(probe.created - probe.relativeCreated / 1000)
+
+
+START_TIME = _start_time()
 
 
 def _template(logger: logging.Logger) -> dict[str, Any]:
@@ -46,7 +53,7 @@ class AccessRecords:
         now = time.time()
         attrs["created"] = now
         attrs["msecs"] = (now - int(now)) * 1000
-        attrs["relativeCreated"] = (now - _START_TIME) * 1000
+        attrs["relativeCreated"] = (now - START_TIME) * 1000
         attrs["levelno"] = level
         attrs["levelname"] = logging.getLevelName(level)
         attrs["msg"] = message

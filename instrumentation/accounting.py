@@ -41,6 +41,12 @@ def dropped(sink: str | None = None) -> int:
         return sum(n for (s, _), n in _dropped.items() if sink is None or s == sink)
 
 
+def reset_drops() -> None:
+    """Forget the drop counts (for tests: `instrumentation.testing.reset()` calls this)."""
+    with _lock:
+        _dropped.clear()
+
+
 def accepted() -> int:
     """Records that have been given a `seq` so far; never less than a previous answer."""
     global _accepted_reported

@@ -12,17 +12,34 @@ import threading
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry
 
-from instrumentation.metrics import default_metrics
+from instrumentation.error_fields import error_fields
+from instrumentation.metrics import metrics_for
 
 _log = logging.getLogger("corrstack.alerts")
 
 
 class AlertSender:
-    """A bounded queue drained by one daemon thread with a per-request timeout."""
+    """A bounded queue drained by one daemon thread with a per-request timeout.
 
-    def __init__(self, url: str, *, timeout: float = 2.0, max_queued: int = 100) -> None:
+    Outcomes are counted in `error_alerts_total{outcome}` of `registry` (default:
+    prometheus_client's global one) — given here, since the thread has no request context.
+
+    >>> AlertSender("http://alertmanager:9093", registry=registry).send([alert])
+    True
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        registry: CollectorRegistry | None = None,
+        timeout: float = 2.0,
+        max_queued: int = 100,
+    ) -> None:
         self.url = url.rstrip("/") + "/api/v2/alerts"
+        self._outcomes = metrics_for(registry).error_alerts_total
         self.timeout = timeout
         self._queue: queue.Queue[list[dict[str, Any]]] = queue.Queue(maxsize=max_queued)
         self._thread: threading.Thread | None = None
@@ -34,7 +51,7 @@ class AlertSender:
         try:
             self._queue.put_nowait(alerts)
         except queue.Full:
-            default_metrics().error_alerts_total.labels("dropped").inc(len(alerts))
+            self._outcomes.labels("dropped").inc(len(alerts))
             return False
         return True
 
@@ -79,6 +96,6 @@ class AlertSender:
         except Exception as error:  # the sender thread must outlive any one bad send
             _log.warning(
                 "Alertmanager unreachable, alerts dropped",
-                extra={"error_type": type(error).__name__, "alerts": len(alerts)},
+                extra={**error_fields(error), "alerts": len(alerts)},
             )
-        default_metrics().error_alerts_total.labels(outcome).inc(len(alerts))
+        self._outcomes.labels(outcome).inc(len(alerts))

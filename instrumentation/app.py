@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -21,13 +20,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from instrumentation.accounting import LogAccountingCollector
-from instrumentation.error_tracking import error_tracker
 from instrumentation.faults import FaultCollector
-from instrumentation.logging_setup import reclaim_server_loggers, setup_logging
-from instrumentation.metrics import metrics_for, use_registry
+from instrumentation.logger import get_logger
+from instrumentation.logging_setup import logging_configured, reclaim_server_loggers, setup_logging
 from instrumentation.middleware import CorrelationMiddleware
+from instrumentation.runtime import Runtime, process_runtime
+from instrumentation.settings import safe_name
+from instrumentation.vocabulary import QUIET_PATHS
 
-_INSTRUMENTED = "_corrstack_instrumented"
+_log = get_logger("corrstack.runtime")
+# Each instrumented app's runtime: instrumenting it again is checked against it.
+_instrumented: weakref.WeakKeyDictionary[Starlette, Runtime] = weakref.WeakKeyDictionary()
 _registries_with_collectors: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 
@@ -66,28 +69,48 @@ def instrument_app(
     service: str | None = None,
     registry: CollectorRegistry | None = None,
     metrics_path: str | None = "/metrics",
-    quiet_paths: Iterable[str] = ("/metrics", "/health", "/healthz", "/ready"),
+    quiet_paths: Iterable[str] = QUIET_PATHS,
 ) -> Starlette:
     """Instrument a FastAPI (or Starlette) app; call once, before it serves.
 
-    Adds CorrelationMiddleware as the outermost layer, the `/metrics` endpoint, and JSON
-    logging through `setup_logging()` unless it already ran.
+    Adds CorrelationMiddleware as the outermost layer, the `/metrics` endpoint serving
+    `registry`, and JSON logging through `setup_logging()` unless it already ran.
+
+    The app gets a runtime (`instrumentation.runtime`): `service` (default: the process's),
+    the process's environment, `registry` (default: the process's, prometheus_client's global
+    one unless configured) and an error tracker. Lines written in its requests, the business
+    events, timings and errors tracked there, and the alerts they raise all carry that service
+    and land in that registry. Precedence:
+
+    - `setup_logging()` has not run: it runs with `service` and `registry`, and the app shares
+      the process's runtime.
+    - It has run with the same service and registry (or they are not given): the app shares
+      the process's runtime.
+    - Otherwise the arguments win for this app's requests; lines outside them keep the
+      process's service. One line at startup names both values:
+      ``instrument_app(service='api') differs from setup_logging(service='first'): …``.
+    - Instrumenting an app again with the same service and registry does nothing; with others
+      it raises ValueError naming both.
 
     >>> app = FastAPI()
     >>> instrument_app(app, service="api")
     """
-    if getattr(app, _INSTRUMENTED, False):
+    if service is not None:
+        service = safe_name("service", service)
+    existing = _instrumented.get(app)
+    if existing is not None:
+        _check_same(existing, service, registry)
         return app
-    setattr(app, _INSTRUMENTED, True)
-    if not any(getattr(h, "_corrstack_handler", False) for h in logging.getLogger().handlers):
-        setup_logging(service)
-    error_tracker.configure()  # a malformed ERROR_ALERT_* value fails here, at startup
-    registry = REGISTRY if registry is None else registry
-    metrics_for(registry)
-    _register_collectors(registry)
-    use_registry(registry)
+    if not logging_configured():
+        setup_logging(service, registry=registry)
+    runtime = _runtime_for(process_runtime(), service, registry)
+    # An app sharing the process's runtime binds none: the process's is the current one then.
+    bound = None if runtime is process_runtime() else runtime
+    runtime.error_tracker.configure()  # a malformed ERROR_ALERT_* value fails here, at startup
+    _instrumented[app] = runtime
+    _register_collectors(runtime.registry)
     if metrics_path:
-        app.add_route(metrics_path, metrics_endpoint(registry), include_in_schema=False)
+        app.add_route(metrics_path, metrics_endpoint(runtime.registry), include_in_schema=False)
 
     build_stack = app.build_middleware_stack
 
@@ -97,8 +120,43 @@ def instrument_app(
         reclaim_server_loggers()
         # Outside ServerErrorMiddleware, so even its 500 response passes through us.
         return CorrelationMiddleware(
-            build_stack(), registry=registry, routes=lambda: app.routes, quiet_paths=quiet_paths
+            build_stack(), runtime=bound, routes=lambda: app.routes, quiet_paths=quiet_paths
         )
 
     app.build_middleware_stack = build_with_correlation  # type: ignore[method-assign]
     return app
+
+
+def _runtime_for(
+    process: Runtime, service: str | None, registry: CollectorRegistry | None
+) -> Runtime:
+    """The process's runtime when the app asks for nothing else, else one of its own."""
+    same_service = service is None or service == process.service
+    if same_service and (registry is None or registry is process.registry):
+        return process
+    if not same_service:
+        _log.info(
+            f"instrument_app(service={service!r}) differs from "
+            f"setup_logging(service={process.service!r}): this app's requests log, count and "
+            f"alert as {service!r}; lines outside them stay {process.service!r}",
+            app_service=service,
+            process_service=process.service,
+        )
+    return Runtime.create(
+        service or process.service,
+        process.environment,
+        process.registry if registry is None else registry,
+    )
+
+
+def _check_same(runtime: Runtime, service: str | None, registry: CollectorRegistry | None) -> None:
+    if service is not None and service != runtime.service:
+        raise ValueError(
+            f"instrument_app(service={service!r}) conflicts with the app's earlier "
+            f"instrument_app(service={runtime.service!r}): instrument an app once"
+        )
+    if registry is not None and registry is not runtime.registry:
+        raise ValueError(
+            f"instrument_app(registry={registry!r}) conflicts with the app's earlier "
+            f"registry {runtime.registry!r}: instrument an app once"
+        )

@@ -19,7 +19,7 @@ from instrumentation.context import current_user_id
 from instrumentation.error_fields import error_fields, safe_str
 from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
-from instrumentation.metrics import default_metrics
+from instrumentation.runtime import current_runtime
 from instrumentation.sanitize import clean_user_id
 
 _log = get_logger("corrstack.business")
@@ -33,6 +33,9 @@ _MAX_KEY_CHARS = 128
 
 class BusinessEvents:
     """Emits the product's business events; keeps per-user cost totals for the UTC day.
+
+    The counters are those of `current_runtime()`: in a request of an instrumented app, that
+    app's registry; elsewhere the process's.
 
     The totals are bounded to `max_users` (least recently charged users are forgotten first)
     and start from zero when the UTC day changes. A bad cost (NaN, infinite, negative, not a
@@ -50,7 +53,7 @@ class BusinessEvents:
     def _emit(
         self, event_type: str, message: str, level: int = logging.INFO, **fields: Any
     ) -> None:
-        default_metrics().business_events_total.labels(event_type).inc()
+        current_runtime().metrics.business_events_total.labels(event_type).inc()
         # stacklevel: the line and function of whoever called the public method
         _log.log(level, message, event_type=event_type, stacklevel=3, **fields)
 
@@ -119,7 +122,7 @@ class BusinessEvents:
             daily_total = self._daily_total(key)
             cost_field: dict[str, Any] = {}
         else:
-            default_metrics().api_cost_usd_total.labels(endpoint, model).inc(cost)
+            current_runtime().metrics.api_cost_usd_total.labels(endpoint, model).inc(cost)
             daily_total = self._add_daily_cost(key, cost)
             cost_field = {"cost_usd": cost}
         extra: dict[str, Any] = (
@@ -140,6 +143,12 @@ class BusinessEvents:
     def daily_cost(self, user_id: str) -> float:
         """The user's API cost so far in the current UTC day."""
         return self._daily_total(_user_key(_user_text(user_id)))
+
+    def forget_costs(self) -> None:
+        """Forget every user's total (`instrumentation.testing.reset()` calls this)."""
+        with self._lock:
+            self._day = None
+            self._daily_cost.clear()
 
     def _daily_total(self, key: str | bytes) -> float:
         with self._lock:

@@ -10,9 +10,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instrumentation.sanitize import clean_field_value, clean_user_id
+
+if TYPE_CHECKING:
+    from instrumentation.runtime import Runtime
 
 request_id_var: ContextVar[str | None] = ContextVar("corrstack_request_id", default=None)
 trace_id_var: ContextVar[str | None] = ContextVar("corrstack_trace_id", default=None)
@@ -25,6 +28,9 @@ fields_var: ContextVar[Mapping[str, Any]] = ContextVar(
 # The ASGI scope of the request being served: path parameters appear in it once the router
 # has matched, which is how handler log lines learn the path's user_id without a dependency.
 scope_var: ContextVar[Mapping[str, Any] | None] = ContextVar("corrstack_scope", default=None)
+# The runtime of the app whose request (or lifespan, or websocket) is being served, bound by its
+# CorrelationMiddleware; None outside them. Read through `runtime.current_runtime()`.
+runtime_var: ContextVar[Runtime | None] = ContextVar("corrstack_runtime", default=None)
 
 _ID_VARS: dict[str, ContextVar[str | None]] = {
     "request_id": request_id_var,

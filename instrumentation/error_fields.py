@@ -21,11 +21,23 @@ def safe_str(value: object, limit: int = MAX_ERROR_MESSAGE_CHARS) -> str:
     return clean_text(text, limit)
 
 
+def error_type(error: BaseException | type[BaseException] | str) -> str:
+    """The `error_type` of an exception or exception class; a plain string is an ``Error``."""
+    if isinstance(error, str):
+        return "Error"
+    kind = error if isinstance(error, type) else type(error)
+    return kind.__name__
+
+
 def error_fields(error: BaseException | str) -> dict[str, str]:
-    """``{"error_type": …, "error_message": …}``; a plain string is an ``Error``."""
-    if isinstance(error, BaseException):
-        return {
-            "error_type": type(error).__name__,
-            "error_message": redact_text(safe_str(error)),
-        }
-    return {"error_type": "Error", "error_message": redact_text(safe_str(error))}
+    """``{"error_type": …, "error_message": …}``; a plain string is an ``Error``.
+
+    >>> error_fields(TimeoutError("model timed out"))
+    {'error_type': 'TimeoutError', 'error_message': 'model timed out'}
+    """
+    return {"error_type": error_type(error), "error_message": redact_text(safe_str(error))}
+
+
+def error_summary(error: BaseException, limit: int = 256) -> str:
+    """``"TimeoutError: model timed out"``, bounded and redacted: a fault's detail."""
+    return f"{error_type(error)}: {redact_text(safe_str(error, limit))}"

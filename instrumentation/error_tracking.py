@@ -1,5 +1,9 @@
 """Error tracking: count errors per `error_type:operation` in sliding windows, alert on patterns.
 
+An `ErrorTracker` belongs to one service: its counts go to one registry and its alerts carry
+its `service` and `environment`. Each runtime has one (`instrumentation.runtime`); handlers use
+`instrumentation.error_tracker`, which tracks with the runtime of the request being served:
+
 >>> from instrumentation import error_tracker
 >>> try:
 ...     call_model()
@@ -19,24 +23,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from instrumentation import logging_setup
+from prometheus_client import CollectorRegistry
+
 from instrumentation.alert_sender import AlertSender
 from instrumentation.context import current_context
-from instrumentation.error_fields import error_fields, safe_str
+from instrumentation.error_fields import error_fields, error_summary, safe_str
 from instrumentation.faults import report_fault
 from instrumentation.log_filters import mark_logged
 from instrumentation.logger import get_logger
-from instrumentation.metrics import default_metrics
+from instrumentation.metrics import metrics_for
 from instrumentation.redaction import redact_text
 from instrumentation.sanitize import clean_text
-from instrumentation.settings import bounded_float, bounded_int, env, http_url
+from instrumentation.settings import bounded_float, bounded_int, env, http_url, safe_name
+from instrumentation.vocabulary import ERROR_PATTERN_ALERT, RUNBOOK_URL_BASE, runbook_url
 
 Severity = Literal["warning", "error", "critical"]
 _log = get_logger("corrstack.errors")
 _MAX_PATTERNS = 1000
-ALERT_NAME = "ErrorPatternDetected"
-# The runbooks' address; alert_rules/config.py uses the same one for the rule-based alerts.
-RUNBOOK_URL_BASE = "https://github.com/corrstack/corrstack/blob/main/docs/runbooks.md"
+
+
+def _runbook(base: str) -> str:
+    """The alert's runbook link under `base` (RUNBOOK_URL_BASE may move the runbooks)."""
+    return base + runbook_url(ERROR_PATTERN_ALERT).removeprefix(RUNBOOK_URL_BASE)
 
 
 @dataclass(frozen=True)
@@ -113,26 +121,38 @@ def _count_within(times: deque[float], now: float, window: float) -> int:
 
 
 class ErrorTracker:
-    """Counts, logs and alerts on errors; alerting never blocks or fails the caller.
+    """Counts, logs and alerts on the errors of one service; never blocks or fails the caller.
 
-    `alertmanager_url` (default: env `ALERTMANAGER_URL`) and the thresholds (default: env
-    `ERROR_ALERT_*`, else 10 errors in an hour or 3 critical in 10 minutes) are read on first use.
+    Errors are counted in `app_errors_total` of `registry` (default: prometheus_client's global
+    one); alerts carry `service` and `environment` as labels. `alertmanager_url` (default: env
+    `ALERTMANAGER_URL`) and the thresholds (default: env `ERROR_ALERT_*`, else 10 errors in an
+    hour or 3 critical in 10 minutes) are read on first use.
+
+    >>> tracker = ErrorTracker(service="api", registry=registry, thresholds=Thresholds(count=3))
+    >>> tracker.track(KeyError("user"), operation="lookup")
+    False
     """
 
     def __init__(
         self,
         *,
+        service: str = "unknown",
+        environment: str = "development",
+        registry: CollectorRegistry | None = None,
         alertmanager_url: str | None = None,
         thresholds: Thresholds | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.service = safe_name("service", service)
+        self.environment = safe_name("environment", environment)
+        self._metrics = metrics_for(registry)
         self._url = alertmanager_url
         self._thresholds = thresholds
         self._clock = clock
         self._patterns: OrderedDict[tuple[str, str], _Pattern] = OrderedDict()
         self._lock = threading.Lock()
         self._sender: AlertSender | None = None
-        self._runbook_url = RUNBOOK_URL_BASE + "#errorpatterndetected"
+        self._runbook_url = _runbook(RUNBOOK_URL_BASE)
         self._configured = False
 
     def configure(self) -> None:
@@ -150,8 +170,8 @@ class ErrorTracker:
             http_url("ALERTMANAGER_URL", url)
         runbook = http_url("RUNBOOK_URL_BASE", env("RUNBOOK_URL_BASE") or RUNBOOK_URL_BASE)
         self._thresholds = thresholds
-        self._runbook_url = runbook + "#errorpatterndetected"
-        self._sender = AlertSender(url) if url else None
+        self._runbook_url = _runbook(runbook)
+        self._sender = AlertSender(url, registry=self._metrics.registry) if url else None
         self._configured = True
 
     def _configure(self) -> None:
@@ -162,35 +182,50 @@ class ErrorTracker:
         except ValueError as error:
             report_fault("error_tracker", "invalid_setting", str(error))
             self._thresholds = self._thresholds or Thresholds()
-            self._runbook_url = RUNBOOK_URL_BASE + "#errorpatterndetected"
+            self._runbook_url = _runbook(RUNBOOK_URL_BASE)
             self._sender = None
             self._configured = True
 
-    @property
-    def sender(self) -> AlertSender | None:
-        self.configure()
-        return self._sender
+    def flush_alerts(self, timeout: float = 5.0) -> bool:
+        """Wait up to `timeout` seconds until every queued alert has been posted (or failed).
+
+        True at once when alerting is off. For tests and shutdown:
+
+        >>> error_tracker.track(error, "call_model", severity="critical")
+        >>> assert error_tracker.flush_alerts(timeout=5)   # the receiver has it now
+        """
+        self._configure()
+        return True if self._sender is None else self._sender.join(timeout)
 
     def track(
         self,
         error: BaseException | str,
         operation: str,
         severity: Severity = "error",
+        *,
+        stacklevel: int = 1,
         **fields: Any,
     ) -> bool:
         """Record one error; returns True when it triggered an alert.
 
-        Never raises: a bad argument (an unknown severity, an exception whose ``__str__``
-        raises) is counted in `instrumentation_faults_total` and the error still tracked.
+        Keyword fields go on the "Error tracked" line; `stacklevel` is logging's (1: the line
+        and function of whoever called this). Never raises: a bad argument (an unknown
+        severity, an exception whose ``__str__`` raises) is counted in
+        `instrumentation_faults_total` and the error still tracked.
         """
         try:
-            return self._track(error, operation, severity, fields)
+            return self._track(error, operation, severity, stacklevel, fields)
         except Exception as fault:
-            report_fault("error_tracker", "track_failed", f"{type(fault).__name__}: {fault}")
+            report_fault("error_tracker", "track_failed", error_summary(fault))
             return False
 
     def _track(
-        self, error: BaseException | str, operation: str, severity: str, fields: dict[str, Any]
+        self,
+        error: BaseException | str,
+        operation: str,
+        severity: str,
+        stacklevel: int,
+        fields: dict[str, Any],
     ) -> bool:
         self._configure()
         assert self._thresholds is not None
@@ -200,7 +235,7 @@ class ErrorTracker:
         if severity not in _LEVELS:
             report_fault("error_tracker", "invalid_severity", safe_str(severity, 64))
             severity = "error"
-        default_metrics().app_errors_total.labels(error_type, operation, severity).inc()
+        self._metrics.app_errors_total.labels(error_type, operation, severity).inc()
         exc_info = (
             (type(error), error, error.__traceback__)
             if isinstance(error, BaseException) and error.__traceback__ is not None
@@ -212,7 +247,7 @@ class ErrorTracker:
             "operation": operation,
             "severity": severity,
             "exc_info": exc_info,
-            "stacklevel": 3,
+            "stacklevel": 2 + max(1, stacklevel) if type(stacklevel) is int else 3,
         }
         _log.log(_LEVELS[severity], "Error tracked", **line_fields)
         if exc_info is not None:
@@ -271,10 +306,10 @@ class ErrorTracker:
         alert = {
             "labels": _redacted(
                 {
-                    "alertname": ALERT_NAME,
+                    "alertname": ERROR_PATTERN_ALERT,
                     "severity": severity,
-                    "service": logging_setup.service_name,
-                    "environment": logging_setup.environment_name,
+                    "service": self.service,
+                    "environment": self.environment,
                     "error_type": error_type,
                     "operation": operation,
                 }
@@ -302,5 +337,3 @@ def _redacted(texts: dict[str, str]) -> dict[str, str]:
 
 
 _LEVELS = {"warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
-
-error_tracker = ErrorTracker()

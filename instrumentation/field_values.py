@@ -21,7 +21,6 @@ import datetime
 import enum
 from collections.abc import Iterable, Mapping
 from itertools import islice
-from types import MappingProxyType
 from typing import Any
 
 from instrumentation.error_fields import error_fields, safe_str
@@ -63,23 +62,10 @@ def key_is_secret(key: str) -> bool:
     return is_secret_key(key)
 
 
-_PLAIN_KEY_CHARS = 64
-_PLAIN_KEY_ENTRIES = 4096
-_plain: dict[str, bool] = {}
-# Keys seen that are written as they are — short, printable, no secret — for the formatter's
-# hot loop, where a lookup is much cheaper than a call: a read-only view, written here only.
-# At most 4096 keys of at most 64 characters: a flood of odd keys costs recomputation only.
-PLAIN_KEYS: Mapping[str, bool] = MappingProxyType(_plain)
-
-
 def field_value(key: str, value: Any) -> Any:
     """The value to write under `key`: masked when the key names a secret, else made safe."""
     if key_is_secret(key):
         return MASK
-    if len(key) <= _PLAIN_KEY_CHARS and key not in _plain and key.isprintable():
-        if len(_plain) >= _PLAIN_KEY_ENTRIES:
-            _plain.clear()
-        _plain[key] = True
     kind = type(value)
     if kind is str:
         return field_text(value)

@@ -341,11 +341,17 @@ class SinkHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        shared: str | None = None  # the handler formatter's line, rendered once for all sinks
         for sink in self.sinks:
             try:
-                formatter = sink.formatter or self.formatter
-                assert formatter is not None
-                sink.put(formatter.format(record))
+                if sink.formatter is not None:
+                    line = sink.formatter.format(record)
+                else:
+                    if shared is None:
+                        assert self.formatter is not None
+                        shared = self.formatter.format(record)
+                    line = shared
+                sink.put(line)
             except Exception as error:
                 count_drop(sink.name, _reason(error))
         prefix = self._last_words.get(record.name)

@@ -24,7 +24,11 @@ _LOGGED_MARK = "__corrstack_logged__"
 # Set on a record the filter has seen; an object no `extra=` can supply.
 _FILTERED = "corrstack_filtered"
 _FILTERED_MARK = object()
-_OWN_ATTRS = ("seq", "boot_id", "corrstack_fields")
+# The record attribute holding the bound fields (`bind_context(order_id=…)`), for the formatter.
+BOUND_FIELDS_ATTR = "corrstack_fields"
+_OWN_ATTRS = ("seq", "boot_id", BOUND_FIELDS_ATTR)
+# Every attribute the filter puts on a record that is not a field of the line as it is.
+FILTER_ATTRS = frozenset({*_OWN_ATTRS, _FILTERED})
 # Only a server's report is dropped: an app's own lines about the same exception are kept.
 _SERVER_LOGGERS = frozenset({"uvicorn.error", "uvicorn", "gunicorn.error", "hypercorn.error"})
 
@@ -58,7 +62,7 @@ class CorrelationFilter(logging.Filter):
         attrs["user_id"] = current_user_id() if user_id is None else clean_user_id(str(user_id))
         bound = fields_var.get()
         if bound:
-            attrs["corrstack_fields"] = bound
+            attrs[BOUND_FIELDS_ATTR] = bound
         attrs["seq"] = next_seq()
         attrs["boot_id"] = BOOT_ID
         return True
@@ -80,4 +84,5 @@ def mark_logged(error: BaseException) -> None:
 
 
 def was_logged(error: BaseException | None) -> bool:
+    """Whether `mark_logged(error)` ran: its stack is in a line already."""
     return bool(getattr(error, _LOGGED_MARK, False))

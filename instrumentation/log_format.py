@@ -16,35 +16,29 @@ from typing import Any
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from instrumentation.error_fields import error_fields, safe_str
+from instrumentation.context import runtime_var
+from instrumentation.error_fields import error_fields, error_summary, error_type, safe_str
 from instrumentation.field_values import (
     INT_MAX,
     INT_MIN,
     MAX_FIELD_CHARS,
     MAX_KEY_CHARS,
-    PLAIN_KEYS,
     TRUNCATED,
     field_key,
     field_value,
+    key_is_secret,
 )
+from instrumentation.log_filters import BOUND_FIELDS_ATTR, FILTER_ATTRS
 from instrumentation.redaction import redact_text
 from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
 
+# The attributes `LogRecord.__init__` sets, in the order it sets them. `Logger.makeRecord` adds
+# `extra=` fields after them, so a record's extra fields are its attributes past this many
+# (tests/test_framework_contracts.py fails if a Python version changes that).
+STANDARD_ATTRS = tuple(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 # Attributes a caller's field may not take: LogRecord's own and corrstack's bookkeeping.
 # (`request_id`, `trace_id`, `span_id` and `user_id` may be passed; the filter validates them.)
-UNSETTABLE_ATTRS = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "message",
-        "asctime",
-        "taskName",
-        "seq",
-        "boot_id",
-        "corrstack_fields",
-        "corrstack_filtered",
-        "_corrstack_line",
-    }
-)
+UNSETTABLE_ATTRS = frozenset({*STANDARD_ATTRS, "message", "asctime", "taskName", *FILTER_ATTRS})
 # Attributes that are not extra fields of the line.
 RESERVED_ATTRS = UNSETTABLE_ATTRS | {
     "color_message",  # uvicorn's copy of the message with terminal colour codes
@@ -78,8 +72,14 @@ _CONTEXT_KEYS = (
     "error_type",
     "event_type",
 )
-_STANDARD_ATTR_COUNT = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_STANDARD_ATTR_COUNT = len(STANDARD_ATTRS)
 _second_cache: tuple[int, str] = (-1, "")
+# Keys seen that are written as they are — short, printable, no secret — so the hot loop of
+# `record_fields` takes them with a lookup instead of a call. Read and written only here; at
+# most 4096 keys of at most 64 characters: a flood of odd keys costs recomputation only.
+_PLAIN_KEY_CHARS = 64
+_PLAIN_KEY_ENTRIES = 4096
+_plain_keys: dict[str, bool] = {}
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
 
 
@@ -104,7 +104,7 @@ def _error_fields(record: logging.LogRecord, data: dict[str, Any]) -> None:
         if exc is not None:
             data.update(error_fields(exc))
         else:
-            data["error_type"] = exc_type.__name__
+            data["error_type"] = error_type(exc_type)
         if not record.exc_text:
             try:
                 record.exc_text = "".join(traceback.format_exception(exc_type, exc, tb))
@@ -125,7 +125,8 @@ class JsonFormatter(OrjsonFormatter):
     """One JSON object per record, keys as docs/reference.md spells them.
 
     Every line is valid JSON of at most `MAX_LINE_BYTES` bytes, with secrets masked and unsafe
-    characters escaped.
+    characters escaped. `service` and `environment` are those of the runtime bound for the
+    request being served (`instrument_app(app, service=...)`), else the ones given here.
 
     >>> handler.setFormatter(JsonFormatter(service="api", environment="prod"))
     """
@@ -136,29 +137,30 @@ class JsonFormatter(OrjsonFormatter):
         self.environment = clean_text(environment, 64)
 
     def format(self, record: logging.LogRecord) -> str:
-        # Two sinks (stdout and file) share one rendering of the record.
-        line: str | None = record.__dict__.get("_corrstack_line")
-        if line is not None:
-            return line
         try:
-            line = self._render(self.record_fields(record))
+            return self._render(self.record_fields(record))
         except Exception as error:  # a formatter must never raise into the caller
-            line = self._render(self._fallback_fields(record, error))
-        record._corrstack_line = line
-        return line
+            return self._render(self.fallback_fields(record, error))
+
+    def _identity(self) -> tuple[str, str]:
+        runtime = runtime_var.get()
+        if runtime is None:
+            return self.service, self.environment
+        return runtime.service, runtime.environment
 
     def record_fields(self, record: logging.LogRecord) -> dict[str, Any]:
         attrs = record.__dict__
         message = record.msg
         if record.args or type(message) is not str:
             message = record.getMessage()
+        service, environment = self._identity()
         data: dict[str, Any] = {
             "timestamp": format_timestamp(record.created),
             "level": record.levelname,
             "logger": _bounded(record.name, _MAX_NAME_CHARS),
             "message": redact_text(_bounded(message, MAX_MESSAGE_CHARS)),
-            "service": self.service,
-            "environment": self.environment,
+            "service": service,
+            "environment": environment,
             "request_id": attrs.get("request_id") or "",
             "trace_id": attrs.get("trace_id") or "",
             "span_id": attrs.get("span_id") or "",
@@ -173,12 +175,12 @@ class JsonFormatter(OrjsonFormatter):
         if seq is not None:
             data["seq"] = seq
             data["boot_id"] = attrs["boot_id"]
-        bound = attrs.get("corrstack_fields")
+        bound = attrs.get(BOUND_FIELDS_ATTR)
         if bound:
             for key, value in bound.items():
                 self._add_field(data, key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
-        plain_keys = PLAIN_KEYS
+        plain_keys = _plain_keys
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
             if key in RESERVED_ATTRS:
                 continue
@@ -208,6 +210,10 @@ class JsonFormatter(OrjsonFormatter):
             value = field_value(raw, value)  # judged by the whole key, written bounded
         else:
             value = field_value(key, value)
+            if len(key) <= _PLAIN_KEY_CHARS and key not in _plain_keys and not key_is_secret(key):
+                if len(_plain_keys) >= _PLAIN_KEY_ENTRIES:
+                    _plain_keys.clear()
+                _plain_keys[key] = True
         if key in data:  # a field named like a line key ("level", "service"): keep both
             key = "field_" + key
         data[key] = value
@@ -241,22 +247,24 @@ class JsonFormatter(OrjsonFormatter):
                 deep_clean(data), default=_json_default, option=orjson.OPT_NON_STR_KEYS
             )
 
-    def _fallback_fields(self, record: logging.LogRecord, error: Exception) -> dict[str, Any]:
+    def fallback_fields(self, record: logging.LogRecord, error: Exception) -> dict[str, Any]:
+        """The fields of a record `record_fields` failed on: its context and the failure."""
         attrs = record.__dict__
+        service, environment = self._identity()
         return {
             "timestamp": format_timestamp(record.created),
             "level": record.levelname,
             "logger": _bounded(record.name, _MAX_NAME_CHARS),
             "message": redact_text(safe_str(record.msg, 2048)),
-            "service": self.service,
-            "environment": self.environment,
+            "service": service,
+            "environment": environment,
             "request_id": attrs.get("request_id") or "",
             "trace_id": attrs.get("trace_id") or "",
             "span_id": attrs.get("span_id") or "",
             "module": record.module,
             "function": _bounded(record.funcName or "", _MAX_NAME_CHARS),
             "line": record.lineno,
-            "format_error": f"{type(error).__name__}: {redact_text(safe_str(error, 256))}",
+            "format_error": error_summary(error),
         }
 
 
@@ -271,7 +279,7 @@ class ConsoleFormatter(logging.Formatter):
         try:
             data = self._json.record_fields(record)
         except Exception as error:  # as in JsonFormatter: never raise into the caller
-            data = self._json._fallback_fields(record, error)
+            data = self._json.fallback_fields(record, error)
         head = (
             f"{data.pop('timestamp')} {data.pop('level'):<8} {clean_text(data.pop('service'))} "
             f"{clean_text(data.pop('logger'))}: {clean_text(data.pop('message'))}"

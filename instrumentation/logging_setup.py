@@ -10,6 +10,8 @@ import sys
 import time
 from typing import Literal, TextIO
 
+from prometheus_client import CollectorRegistry
+
 from instrumentation.handlers import (
     BackgroundWriter,
     DescriptorSink,
@@ -21,16 +23,18 @@ from instrumentation.handlers import (
 )
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
+from instrumentation.logger import get_logger
+from instrumentation.runtime import Runtime, process_runtime, set_process_runtime
 from instrumentation.settings import bounded_int, env, safe_name
 
 LogFormat = Literal["json", "console"]
-_MARK = "_corrstack_handler"
+_log = get_logger("corrstack.runtime")
 # Servers and clients whose own handlers would write a second, unstructured copy of a record.
 _PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 # Access lines come from CorrelationMiddleware; the servers' text ones would duplicate them.
 _SILENCED_LOGGERS = ("uvicorn.access", "gunicorn.access")
 # A server's last line before it ends the process without running atexit (see SinkHandler).
-_LAST_WORDS = (("uvicorn.error", "Finished server process"),)
+LAST_WORDS = (("uvicorn.error", "Finished server process"),)
 _LEVELS = {
     "DEBUG": logging.DEBUG,
     "INFO": logging.INFO,
@@ -39,10 +43,8 @@ _LEVELS = {
     "CRITICAL": logging.CRITICAL,
 }
 DEFAULT_BUFFER_BYTES = 8 * 1024 * 1024
-_MAX_BUFFER_BYTES = 1024 * 1024 * 1024
+MAX_BUFFER_BYTES = 1024 * 1024 * 1024
 SHUTDOWN_TIMEOUT = 5.0
-service_name = "unknown"
-environment_name = "development"
 
 
 def setup_logging(
@@ -54,12 +56,21 @@ def setup_logging(
     log_file: str | None = None,
     stream: TextIO | None = None,
     buffer_bytes: int | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> logging.Logger:
-    """Route every logger through corrstack's formatter; safe to call more than once.
+    """Route every logger through corrstack's formatter and build the process's runtime.
 
     Arguments win over the environment (`SERVICE_NAME`, `ENVIRONMENT`, `LOG_LEVEL`,
     `LOG_FORMAT=json|console`, `LOG_FILE`, `LOG_BUFFER_BYTES`); a bad value raises ValueError
     naming its variable. Returns the root logger.
+
+    The process's runtime (`instrumentation.runtime`) gets `service` and `environment`: lines
+    written outside an instrumented app's requests carry them, and business events, timings
+    and tracked errors there go to `registry` (default: the registry the process's runtime
+    had, prometheus_client's global one unless configured).
+
+    Safe to call more than once: the last call wins. When it changes the service or the
+    environment, it says so in one line naming the old and the new values.
 
     Each line is rendered in the caller, then each sink (stdout, the file) gets it through its
     own buffer of `buffer_bytes` (default 8 MiB), written by a thread of its own: a stalled
@@ -78,7 +89,7 @@ def setup_logging(
         )
     service = safe_name("SERVICE_NAME", service or env("SERVICE_NAME") or "unknown")
     environment = safe_name("ENVIRONMENT", environment or env("ENVIRONMENT") or "development")
-    numeric_level = _level(level if level is not None else env("LOG_LEVEL") or "INFO")
+    numeric_level = parse_level(level if level is not None else env("LOG_LEVEL") or "INFO")
     chosen = (log_format or env("LOG_FORMAT") or "json").lower()
     if chosen not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {chosen!r}")
@@ -86,18 +97,20 @@ def setup_logging(
     limit = (
         DEFAULT_BUFFER_BYTES
         if raw_buffer is None
-        else bounded_int("LOG_BUFFER_BYTES", raw_buffer, 0, _MAX_BUFFER_BYTES)
+        else bounded_int("LOG_BUFFER_BYTES", raw_buffer, 0, MAX_BUFFER_BYTES)
     )
     log_file = log_file if log_file is not None else env("LOG_FILE")
 
-    global service_name, environment_name
-    service_name, environment_name = service, environment
+    previous_runtime = process_runtime()
+    runtime = Runtime.create(
+        service, environment, previous_runtime.registry if registry is None else registry
+    )
     formatter: logging.Formatter = (
         JsonFormatter(service, environment)
         if chosen == "json"
         else ConsoleFormatter(service, environment)
     )
-    sinks: list[Sink | BackgroundWriter] = [_stream_sink(stream or sys.stdout, limit)]
+    sinks: list[Sink | BackgroundWriter] = [stream_sink(stream or sys.stdout, limit)]
     if log_file:
         # A missing directory is created; one that cannot be is not fatal: the file sink then
         # counts every line it cannot write as dropped.
@@ -107,20 +120,40 @@ def setup_logging(
         file_formatter = None if chosen == "json" else JsonFormatter(service, environment)
         file_sink = FileSink(log_file, file_formatter)
         sinks.append(BackgroundWriter(file_sink, limit) if limit else file_sink)
-    handler = SinkHandler(sinks, formatter, last_words=_LAST_WORDS)
-    setattr(handler, _MARK, True)
+    handler = SinkHandler(sinks, formatter, last_words=LAST_WORDS)
     handler.addFilter(CorrelationFilter())
 
     root = logging.getLogger()
     previous = _detach(root)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    set_process_runtime(runtime)
     _close(previous, SHUTDOWN_TIMEOUT)  # after the swap: records go to the new one meanwhile
     reclaim_server_loggers()
+    changed = (previous_runtime.service, previous_runtime.environment) != (service, environment)
+    if previous and changed:
+        _log.info(
+            f"setup_logging(service={service!r}, environment={environment!r}) replaces "
+            f"service={previous_runtime.service!r}, environment={previous_runtime.environment!r}",
+            previous_service=previous_runtime.service,
+            previous_environment=previous_runtime.environment,
+        )
     return root
 
 
-def _level(raw: str | int) -> int:
+def logging_configured() -> bool:
+    """Whether the root logger writes through corrstack: a SinkHandler is on it (put there by
+    `setup_logging()` or a dictConfig naming one)."""
+    return bool(_handlers_of(logging.getLogger()))
+
+
+def corrstack_handlers() -> list[SinkHandler]:
+    """corrstack's handlers on the root logger (the SinkHandlers)."""
+    return _handlers_of(logging.getLogger())
+
+
+def parse_level(raw: str | int) -> int:
+    """A level name (DEBUG … CRITICAL) or number 0-50; else ValueError naming LOG_LEVEL."""
     if isinstance(raw, str) and raw.strip().upper() in _LEVELS:
         return _LEVELS[raw.strip().upper()]
     try:
@@ -131,7 +164,9 @@ def _level(raw: str | int) -> int:
         ) from None
 
 
-def _stream_sink(stream: TextIO, limit: int) -> Sink | BackgroundWriter:
+def stream_sink(stream: TextIO, limit: int) -> Sink | BackgroundWriter:
+    """A sink for `stream`: written by a thread of its own through a buffer of `limit`
+    characters, or in the caller when `limit` is 0 or the stream is in memory (StringIO)."""
     fd = descriptor_of(stream)
     if limit == 0 or fd is None:  # an in-memory stream cannot stall
         return StreamSink(stream)
@@ -144,7 +179,7 @@ def reclaim_server_loggers() -> None:
     Their error loggers propagate to the root handler; their text access logs are switched
     off, since CorrelationMiddleware writes the access line.
     """
-    if not any(getattr(h, _MARK, False) for h in logging.getLogger().handlers):
+    if not logging_configured():
         return  # corrstack's logging is not set up: leave the servers' own
     for name in _PROPAGATING_LOGGERS:
         server_logger = logging.getLogger(name)
@@ -157,12 +192,12 @@ def reclaim_server_loggers() -> None:
         server_logger.disabled = True
 
 
-def _corrstack_handlers(root: logging.Logger) -> list[SinkHandler]:
-    return [h for h in root.handlers if getattr(h, _MARK, False) and isinstance(h, SinkHandler)]
+def _handlers_of(root: logging.Logger) -> list[SinkHandler]:
+    return [h for h in root.handlers if isinstance(h, SinkHandler)]
 
 
 def _detach(root: logging.Logger) -> list[SinkHandler]:
-    handlers = _corrstack_handlers(root)
+    handlers = _handlers_of(root)
     for handler in handlers:
         root.removeHandler(handler)
     return handlers
@@ -185,8 +220,7 @@ def flush_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
     """
     deadline = time.monotonic() + timeout
     waited = [
-        h.drain(max(0.0, deadline - time.monotonic()))
-        for h in _corrstack_handlers(logging.getLogger())
+        h.drain(max(0.0, deadline - time.monotonic())) for h in _handlers_of(logging.getLogger())
     ]
     return all(waited)
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+from instrumentation.vocabulary import LATENCY_BUCKETS, OPERATION_BUCKETS
 
 
 @dataclass(eq=False)
@@ -84,22 +83,12 @@ _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.We
 
 
 def metrics_for(registry: CollectorRegistry | None = None) -> Metrics:
-    """The metrics of `registry` (default: prometheus_client's global one), created on first use."""
+    """The metrics of `registry` (default: prometheus_client's global one), created on first use.
+
+    Created once per registry, so two runtimes on the same registry share its collectors.
+    """
     registry = REGISTRY if registry is None else registry
     metrics = _by_registry.get(registry)
     if metrics is None:
         metrics = _by_registry[registry] = Metrics(registry)
     return metrics
-
-
-def default_metrics() -> Metrics:
-    """The metrics business events, timings and the error tracker write to."""
-    return metrics_for(_default_registry[0])
-
-
-_default_registry: list[CollectorRegistry | None] = [None]
-
-
-def use_registry(registry: CollectorRegistry | None) -> None:
-    """Point business events, timings and the error tracker at `registry`."""
-    _default_registry[0] = registry

@@ -1,9 +1,9 @@
 """CorrelationMiddleware: pure ASGI, one correlation context per HTTP request.
 
-It binds request_id, trace_id and span_id before the app runs, echoes `X-Correlation-ID` on
-the response, records the HTTP metrics with a `{request_id, trace_id}` exemplar, and writes
-exactly one access line. Placed outside Starlette's ServerErrorMiddleware (see
-`instrument_app`), the 500 response of an unhandled exception carries the header too.
+It binds its app's runtime and request_id, trace_id and span_id before the app runs, echoes
+`X-Correlation-ID` on the response, records the HTTP metrics with a `{request_id, trace_id}`
+exemplar, and writes exactly one access line. Placed outside Starlette's ServerErrorMiddleware
+(see `instrument_app`), the 500 response of an unhandled exception carries the header too.
 """
 
 from __future__ import annotations
@@ -14,22 +14,24 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instrumentation.access_record import AccessRecords
 from instrumentation.accounting import count_drop
 from instrumentation.context import (
     request_id_var,
+    runtime_var,
     scope_var,
     span_id_var,
     trace_id_var,
 )
+from instrumentation.error_fields import error_fields
 from instrumentation.ids import new_ids, parse_traceparent, valid_id_bytes
 from instrumentation.log_filters import mark_logged, was_logged
-from instrumentation.metrics import metrics_for
-from instrumentation.routes import UNMATCHED, RouteResolver, is_mounted, route_template
+from instrumentation.routes import RouteResolver, is_mounted, route_template
+from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.sanitize import clean_text, clean_user_id
+from instrumentation.vocabulary import QUIET_PATHS, UNMATCHED_ROUTE
 
 HEADER = b"x-correlation-id"
 _KNOWN_METHODS = frozenset(
@@ -70,6 +72,10 @@ def _request_ids(
 class CorrelationMiddleware:
     """Pure ASGI middleware; per-request state lives in `__call__`, never on `self`.
 
+    A `runtime` is bound for every request, lifespan and websocket: what the app counts, logs
+    and alerts there goes to its registry and carries its service. Without one, the process's
+    runtime of the moment is used and the HTTP metrics go to the registry it has now.
+
     >>> app = CorrelationMiddleware(app)           # any ASGI app
     >>> instrument_app(fastapi_app)                # FastAPI: also /metrics and logging
     """
@@ -78,12 +84,13 @@ class CorrelationMiddleware:
         self,
         app: ASGIApp,
         *,
-        registry: CollectorRegistry | None = None,
+        runtime: Runtime | None = None,
         routes: Callable[[], Iterable[Any]] | None = None,
-        quiet_paths: Iterable[str] = ("/metrics", "/health", "/healthz", "/ready"),
+        quiet_paths: Iterable[str] = QUIET_PATHS,
     ) -> None:
         self.app = app
-        metrics = metrics_for(registry)
+        self.runtime = runtime
+        metrics = (process_runtime() if runtime is None else runtime).metrics
         self._requests = metrics.http_requests_total
         self._duration = metrics.http_request_duration_seconds
         self._in_progress = metrics.http_requests_in_progress
@@ -97,10 +104,18 @@ class CorrelationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if self.runtime is None:
+                await self.app(scope, receive, send)
+                return
+            runtime_token = runtime_var.set(self.runtime)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                runtime_var.reset(runtime_token)
             return
         start = perf_counter()
         request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
+        runtime_token = runtime_var.set(self.runtime)
         request_token = request_id_var.set(request_id)
         trace_token = trace_id_var.set(trace_id)
         span_token = span_id_var.set(span_id)
@@ -113,7 +128,7 @@ class CorrelationMiddleware:
             except Exception:  # as for the access line: a failing filter never fails a request
                 count_drop("correlation_warning", "error")
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
-        gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED
+        gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED_ROUTE
         gauge = self._child(self._gauge_children, self._in_progress, (method, gauge_route))
         gauge.inc()
         status = 500
@@ -140,7 +155,7 @@ class CorrelationMiddleware:
                 gauge.dec()
                 duration = perf_counter() - start
                 route = route_template(scope)
-                if route == UNMATCHED or is_mounted(scope):
+                if route == UNMATCHED_ROUTE or is_mounted(scope):
                     # A plain Starlette route under FastAPI's router, or a mounted app's
                     # route: the resolver knows its full template.
                     route = gauge_route
@@ -153,6 +168,7 @@ class CorrelationMiddleware:
                 trace_id_var.reset(trace_token)
                 span_id_var.reset(span_token)
                 scope_var.reset(scope_token)
+                runtime_var.reset(runtime_token)
 
     def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:
         child = cache.get(key)
@@ -204,8 +220,7 @@ class CorrelationMiddleware:
         exc_info = None
         if error is not None:
             if was_logged(error):  # e.g. error_tracker.track(error) already wrote the stack
-                fields["error_type"] = type(error).__name__
-                fields["error_message"] = clean_text(str(error))
+                fields.update(error_fields(error))
             else:
                 exc_info = (type(error), error, error.__traceback__)
         self._access.emit(level, f"{method} {path} {status}", fields, exc_info)

@@ -13,10 +13,10 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 import psutil
 
 from instrumentation.context import request_id_var
-from instrumentation.error_fields import error_fields
+from instrumentation.error_fields import error_fields, error_summary
 from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
-from instrumentation.metrics import default_metrics
+from instrumentation.runtime import current_runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,7 +33,7 @@ def _rss() -> int | None:
             _process = psutil.Process()
         return int(_process.memory_info().rss)
     except Exception as error:  # psutil.Error, a sandbox without /proc, …: never a 500
-        report_fault("performance", "memory_probe_failed", f"{type(error).__name__}: {error}")
+        report_fault("performance", "memory_probe_failed", error_summary(error))
         return None
 
 
@@ -54,7 +54,7 @@ class _Timing:
         try:
             self._finish(error)
         except Exception as fault:
-            report_fault("performance", "record_failed", f"{type(fault).__name__}: {fault}")
+            report_fault("performance", "record_failed", error_summary(fault))
 
     def _finish(self, error: BaseException | None) -> None:
         duration = perf_counter() - self.start
@@ -71,9 +71,8 @@ class _Timing:
                 fields["memory_delta_mb"] = round((memory_after - self.memory_before) / _MB, 3)
         request_id = request_id_var.get()
         exemplar = {"request_id": request_id} if request_id else None
-        default_metrics().operation_duration_seconds.labels(self.operation, status).observe(
-            duration, exemplar
-        )
+        histogram = current_runtime().metrics.operation_duration_seconds
+        histogram.labels(self.operation, status).observe(duration, exemplar)
         if error is None:
             _log.info("Operation completed", stacklevel=4, **fields)
         else:
@@ -92,8 +91,9 @@ class log_performance:
 
     Logs `operation`, `duration_ms`, `status` and (with `track_memory`) `memory_delta_mb`
     from the process RSS, and observes `operation_duration_seconds{operation,status}` with a
-    `request_id` exemplar. As a decorator it is safe for concurrent calls; as a context manager,
-    write `with log_performance(...)` where the block runs, so each run has its own instance.
+    `request_id` exemplar in the registry of `current_runtime()` (the app's, in its requests).
+    As a decorator it is safe for concurrent calls; as a context manager, write
+    `with log_performance(...)` where the block runs, so each run has its own instance.
     """
 
     def __init__(self, operation: str, track_memory: bool = False, **fields: Any) -> None:

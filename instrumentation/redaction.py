@@ -15,7 +15,7 @@ MASK = "[REDACTED]"
 # A key's words: ALLCAPS runs, Capitalised and lowercase runs; digits and punctuation split.
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 # A word that names a secret on its own (`db_password`, `Authorization`, `jwt`).
-_SECRET_WORDS = frozenset(
+SECRET_WORDS = frozenset(
     {
         "password",
         "passwords",
@@ -50,7 +50,7 @@ _SECRET_WORDS = frozenset(
 # A compound written as one word names a secret when it ends with one of these
 # (`accesstoken`, `newpassword`, `clientsecret`, `xapikey`). Short words are left out on
 # purpose: `auth` would take `oauth` only, `pass` would take `bypass`, `sid` would take `inside`.
-_SECRET_SUFFIXES = (
+SECRET_SUFFIXES = (
     "authorization",
     "authorisation",
     "password",
@@ -72,7 +72,7 @@ _SECRET_SUFFIXES = (
 )
 # Two consecutive words that name a secret together, though neither does alone (`api_key`,
 # `sessionId`); a plain `key` or `id` is not a secret (`cache_key`, `key_id`).
-_SECRET_PAIRS = frozenset(
+SECRET_PAIRS = frozenset(
     {
         ("api", "key"),
         ("api", "keys"),
@@ -126,17 +126,17 @@ def _key_names_secret(key: str) -> bool:
     for match in _WORD.finditer(key):
         word = match.group().lower()
         if (
-            word in _SECRET_WORDS
-            or word.endswith(_SECRET_SUFFIXES)
-            or (previous, word) in _SECRET_PAIRS
+            word in SECRET_WORDS
+            or word.endswith(SECRET_SUFFIXES)
+            or (previous, word) in SECRET_PAIRS
         ):
             return True
         previous = word
     return False
 
 
-def _cache_size() -> int:
-    """How many verdicts `is_secret_key` holds (for tests)."""
+def key_cache_size() -> int:
+    """How many verdicts `is_secret_key` holds now (bounded: at most 4096)."""
     return len(_cache)
 
 
@@ -164,7 +164,7 @@ _SHAPES = re.compile(
 # The shapes that need no key, for a text in which no key can be a secret.
 _KEYLESS_SHAPES = re.compile(f"{_USERINFO}|{_KEYLESS}")
 # Every key `is_secret_key` calls a secret holds one of these, lowercased (tests check it).
-_KEY_STEMS = (
+KEY_STEMS = (
     "pass",
     "pwd",
     "secret",
@@ -279,7 +279,7 @@ def _mask_shapes(text: str) -> str:
 
 
 def _may_hold_secret_key(lowered: str) -> bool:
-    for stem in _KEY_STEMS:  # noqa: SIM110 - any() over a generator takes twice as long
+    for stem in KEY_STEMS:  # noqa: SIM110 - any() over a generator takes twice as long
         if stem in lowered:
             return True
     return False

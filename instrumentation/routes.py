@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-UNMATCHED = "unmatched"
+from instrumentation.vocabulary import UNMATCHED_ROUTE
+
 # The resolver's cache holds at most this many paths of at most this many characters, their
 # strings together at most this many bytes: ~1 MiB of keys plus ~200 KiB of table, whatever
 # paths a client sends. Route paths are short; a longer one is resolved on every request.
@@ -23,9 +24,9 @@ def route_template(scope: Mapping[str, Any]) -> str:
     """
     route = scope.get("route")
     if route is None:
-        return UNMATCHED
+        return UNMATCHED_ROUTE
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) and template else UNMATCHED
+    return template if isinstance(template, str) and template else UNMATCHED_ROUTE
 
 
 class RouteResolver:
@@ -54,10 +55,15 @@ class RouteResolver:
                 return template
         if self._patterns is None:
             self._patterns = _patterns(self._routes())
-        template = _match(self._patterns, path) or UNMATCHED
+        template = _match(self._patterns, path) or UNMATCHED_ROUTE
         if cacheable:
             self._remember(path, template)
         return template
+
+    @property
+    def cached_paths(self) -> int:
+        """How many paths the cache holds now."""
+        return len(self._cache)
 
     def _remember(self, path: str, template: str) -> None:
         size = sys.getsizeof(path)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean logging setup and context per test, and binary requirements."""
+"""Shared fixtures: a clean corrstack state and context per test, and binary requirements."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from instrumentation import context
-from instrumentation.faults import reset_faults
-from instrumentation.metrics import use_registry
+from instrumentation import context, testing
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -30,11 +28,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _clean_logging_and_context() -> Iterator[None]:
+def _clean_corrstack_and_context() -> Iterator[None]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
-    reset_faults()
+    testing.reset()  # every piece of corrstack's process state, as a fresh process has it
     yield
+    testing.reset()
     for handler in root.handlers[:]:
         if handler not in saved_handlers:
             root.removeHandler(handler)
@@ -46,6 +45,7 @@ def _clean_logging_and_context() -> Iterator[None]:
         context.span_id_var,
         context.user_id_var,
         context.scope_var,
+        context.runtime_var,
     ):
         assert var.get() is None, f"{var.name} leaked out of a test"
 
@@ -79,8 +79,7 @@ def log_capture() -> LogCapture:
 
 @pytest.fixture
 def registry() -> Iterator[CollectorRegistry]:
-    """A fresh registry that business events, timings and the error tracker also write to."""
-    registry = CollectorRegistry()
-    use_registry(registry)
-    yield registry
-    use_registry(None)
+    """A fresh registry the process's runtime uses: business events, timings and errors
+    tracked outside an app with its own registry are counted in it."""
+    with testing.capture_metrics() as registry:
+        yield registry

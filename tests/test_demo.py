@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from demo.loadgen import generate_load
 from demo.settings import DemoSettings
 from demo.simulation import plan_model_call
 from demo.traffic import ARCHETYPES, archetype_of, plan_request
-from instrumentation.metrics import use_registry
 from tests.conftest import LogCapture
 from tests.support.processes import free_port, running, wait_http_ok, wait_until
 from tests.support.stack import query, wait_for_scrape
@@ -36,12 +34,6 @@ VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN_ID = "00f067aa0ba902b7"
 NO_FAILURES = DemoSettings(error_rate=0.0, slow_rate=0.0)
-
-
-@pytest.fixture(autouse=True)
-def _default_registry() -> Iterator[None]:
-    yield
-    use_registry(None)  # instrument_app points business events at the last app's registry
 
 
 def recording(app: Any, seen: list[dict[str, str]]) -> Any:

@@ -45,9 +45,23 @@ def test_setup_logging_twice_writes_each_record_once() -> None:
     setup_logging(service="a", stream=stream)
     setup_logging(service="b", stream=stream)
     logging.getLogger("tests").info("once")
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 1
-    assert json.loads(lines[0])["service"] == "b"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["service"], r["message"]) for r in lines if r["logger"] == "tests"] == [
+        ("b", "once")
+    ]
+
+
+def test_a_second_setup_logging_with_another_service_says_so_naming_both() -> None:
+    stream = io.StringIO()
+    setup_logging(service="a", environment="dev", stream=stream)
+    setup_logging(service="b", environment="dev", stream=stream)
+    [line] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (line["logger"], line["previous_service"], line["service"]) == (
+        "corrstack.runtime",
+        "a",
+        "b",
+    )
+    assert "service='b'" in line["message"] and "service='a'" in line["message"]
 
 
 def test_environment_configures_service_level_and_format(

@@ -24,7 +24,8 @@ from starlette.routing import Route
 
 from instrumentation import BusinessEvents
 from instrumentation.faults import fault_count
-from instrumentation.routes import UNMATCHED, RouteResolver
+from instrumentation.routes import RouteResolver
+from instrumentation.vocabulary import UNMATCHED_ROUTE
 from tests.conftest import LogCapture
 from tests.support.processes import free_port, running, uvicorn_cmd, wait_http_ok
 
@@ -206,7 +207,7 @@ def test_the_route_cache_keeps_at_most_2_mib_for_10000_distinct_paths(chars: int
 
     def flood_cache() -> RouteResolver:
         for i in range(10_000):
-            assert paths.template(f"/missing/{i:05d}/" + "é" * chars + "😀") == UNMATCHED
+            assert paths.template(f"/missing/{i:05d}/" + "é" * chars + "😀") == UNMATCHED_ROUTE
         return paths
 
     assert traced_growth(flood_cache) < 2 * MiB
@@ -215,7 +216,7 @@ def test_the_route_cache_keeps_at_most_2_mib_for_10000_distinct_paths(chars: int
 def test_short_paths_are_still_resolved_and_cached() -> None:
     paths = resolver()
     templates = [paths.template("/api/user/u-1/routine") for _ in range(2)]
-    assert (templates, len(paths._cache)) == (["/api/user/{user_id}/routine"] * 2, 1)
+    assert (templates, paths.cached_paths) == (["/api/user/{user_id}/routine"] * 2, 1)
 
 
 def test_a_long_path_still_resolves_to_its_template() -> None:

@@ -275,7 +275,10 @@ def test_error_tracker_alerts_when_the_window_count_crosses_the_threshold(
 ) -> None:
     clock = Clock()
     tracker = ErrorTracker(
-        alertmanager_url="", thresholds=Thresholds(count=3, window=60, cooldown=300), clock=clock
+        registry=registry,
+        alertmanager_url="",
+        thresholds=Thresholds(count=3, window=60, cooldown=300),
+        clock=clock,
     )
     results = []
     for _ in range(3):
@@ -295,7 +298,10 @@ def test_error_tracker_alerts_when_the_window_count_crosses_the_threshold(
 def test_error_tracker_window_slides(registry: CollectorRegistry, log_capture: LogCapture) -> None:
     clock = Clock()
     tracker = ErrorTracker(
-        alertmanager_url="", thresholds=Thresholds(count=3, window=60, cooldown=0), clock=clock
+        registry=registry,
+        alertmanager_url="",
+        thresholds=Thresholds(count=3, window=60, cooldown=0),
+        clock=clock,
     )
     tracker.track(KeyError("k"), "lookup")
     tracker.track(KeyError("k"), "lookup")
@@ -308,7 +314,9 @@ def test_error_tracker_window_slides(registry: CollectorRegistry, log_capture: L
 def test_three_critical_errors_alert_sooner(
     registry: CollectorRegistry, log_capture: LogCapture
 ) -> None:
-    tracker = ErrorTracker(alertmanager_url="", thresholds=Thresholds(), clock=Clock())
+    tracker = ErrorTracker(
+        registry=registry, alertmanager_url="", thresholds=Thresholds(), clock=Clock()
+    )
     results = [tracker.track(TimeoutError("t"), "model", severity="critical") for _ in range(3)]
     assert results == [False, False, True]
     alert_lines = [r for r in log_capture.records if r["message"] == "Error pattern alert"]
@@ -318,7 +326,9 @@ def test_three_critical_errors_alert_sooner(
 def test_error_tracker_logs_each_error_with_its_context(
     registry: CollectorRegistry, log_capture: LogCapture
 ) -> None:
-    tracker = ErrorTracker(alertmanager_url="", thresholds=Thresholds(), clock=Clock())
+    tracker = ErrorTracker(
+        registry=registry, alertmanager_url="", thresholds=Thresholds(), clock=Clock()
+    )
     try:
         raise ConnectionError("downstream refused")
     except ConnectionError as error:
@@ -359,7 +369,9 @@ def test_a_custom_registry_gets_process_platform_and_gc_collectors(
 def test_the_tracker_keeps_only_what_its_thresholds_need(
     registry: CollectorRegistry, log_capture: LogCapture
 ) -> None:
-    tracker = ErrorTracker(alertmanager_url="", thresholds=Thresholds(count=5), clock=Clock())
+    tracker = ErrorTracker(
+        registry=registry, alertmanager_url="", thresholds=Thresholds(count=5), clock=Clock()
+    )
     for _ in range(2000):
         tracker.track(KeyError("k"), "lookup", severity="critical")
     (pattern,) = tracker._patterns.values()
@@ -384,7 +396,7 @@ def test_bad_alert_settings_fail_at_startup_but_never_in_a_request(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         ErrorTracker(alertmanager_url="").configure()
-    lazy = ErrorTracker(alertmanager_url="", clock=Clock())
+    lazy = ErrorTracker(registry=registry, alertmanager_url="", clock=Clock())
     assert lazy.track(KeyError("k"), "lookup") is False  # defaults, counted as a fault
     assert fault_count("error_tracker", "invalid_setting") == 1
     faults = log_capture.by_logger("corrstack.faults")

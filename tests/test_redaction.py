@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from instrumentation.redaction import (
-    _KEY_STEMS,
-    _SECRET_PAIRS,
-    _SECRET_SUFFIXES,
-    _SECRET_WORDS,
+    KEY_STEMS,
     MASK,
-    _cache_size,
+    SECRET_PAIRS,
+    SECRET_SUFFIXES,
+    SECRET_WORDS,
     is_secret_key,
+    key_cache_size,
     redact_text,
 )
 
@@ -332,9 +332,9 @@ def test_exactly_the_secret_is_replaced(text: str, expected: str) -> None:
 
 
 def test_every_secret_word_holds_a_stem_the_fast_path_looks_for() -> None:
-    # redact_text reads no key in a text without one of `_KEY_STEMS`.
-    words = [*_SECRET_WORDS, *_SECRET_SUFFIXES, *(" ".join(pair) for pair in _SECRET_PAIRS)]
-    assert [w for w in words if not any(stem in w for stem in _KEY_STEMS)] == []
+    # redact_text reads no key in a text without one of `KEY_STEMS`.
+    words = [*SECRET_WORDS, *SECRET_SUFFIXES, *(" ".join(pair) for pair in SECRET_PAIRS)]
+    assert [w for w in words if not any(stem in w for stem in KEY_STEMS)] == []
 
 
 def test_a_long_key_is_judged_by_the_same_rule() -> None:
@@ -343,16 +343,16 @@ def test_a_long_key_is_judged_by_the_same_rule() -> None:
 
 def test_keys_longer_than_64_characters_are_not_cached() -> None:
     is_secret_key("warm_up")
-    before = _cache_size()
+    before = key_cache_size()
     for n in range(1000):
         is_secret_key(f"{n:04d}" + "k" * 10_000)
-    assert _cache_size() == before
+    assert key_cache_size() == before
 
 
 def test_the_cache_holds_at_most_4096_keys() -> None:
     for n in range(5000):
         is_secret_key(f"field_{n}")
-    assert _cache_size() <= 4096
+    assert key_cache_size() <= 4096
 
 
 # Pieces of every shape, so that generated strings hit the rules' edges, not only plain text.

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from instrumentation import accounting, instrument_app, setup_logging
 from instrumentation.alert_sender import AlertSender
 from instrumentation.handlers import FileSink
-from instrumentation.logging_setup import flush_logging, shutdown_logging
+from instrumentation.logging_setup import corrstack_handlers, flush_logging, shutdown_logging
 
 
 def drops(sink: str) -> int:
@@ -214,7 +214,7 @@ class Raising(logging.Formatter):
 
 def test_a_formatter_that_raises_drops_the_record_and_counts_it() -> None:
     setup_logging(service="f", stream=io.StringIO())
-    handler = next(h for h in logging.getLogger().handlers if getattr(h, "_corrstack_handler", 0))
+    [handler] = corrstack_handlers()
     handler.setFormatter(Raising())
     before = drops("stream")
     logging.getLogger("tests").error("this cannot be formatted")  # must not raise
@@ -275,7 +275,8 @@ def test_a_slow_or_failing_alert_receiver_costs_the_caller_nothing(
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        sender = AlertSender(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.3)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        sender = AlertSender(url, registry=registry, timeout=0.3)
         started = time.monotonic()
         for _ in range(5):
             sender.send([{"labels": {"alertname": "Test"}}])
@@ -288,7 +289,7 @@ def test_a_slow_or_failing_alert_receiver_costs_the_caller_nothing(
 
 
 def test_a_full_alert_queue_drops_and_counts(registry: CollectorRegistry) -> None:
-    sender = AlertSender("http://127.0.0.1:9", timeout=0.2, max_queued=2)
+    sender = AlertSender("http://127.0.0.1:9", registry=registry, timeout=0.2, max_queued=2)
     results = [sender.send([{"labels": {"alertname": "T"}}]) for _ in range(50)]
     assert results.count(False) >= 40
     assert registry.get_sample_value("error_alerts_total", {"outcome": "dropped"}) == results.count(

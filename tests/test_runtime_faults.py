@@ -45,8 +45,6 @@ def test_bad_alert_settings_are_refused_at_startup(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
     monkeypatch.setenv(name, value)
-    # The process's tracker reads the environment once; a fresh one stands for a new process.
-    monkeypatch.setattr("instrumentation.app.error_tracker", ErrorTracker())
     with pytest.raises(ValueError, match=name):
         instrument_app(FastAPI(), registry=CollectorRegistry())
 

@@ -179,19 +179,20 @@ def test_no_secret_reaches_the_access_line(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_no_secret_reaches_an_alert(
-    receiver: tuple[str, list[bytes]], registry: object, log_capture: object
+    receiver: tuple[str, list[bytes]], registry: CollectorRegistry, log_capture: object
 ) -> None:
     url, bodies = receiver
     tracker = ErrorTracker(
-        alertmanager_url=url, thresholds=Thresholds(count=1, critical_count=1, cooldown=0)
+        registry=registry,
+        alertmanager_url=url,
+        thresholds=Thresholds(count=1, critical_count=1, cooldown=0),
     )
     for n, (text, _) in enumerate(SECRET_TEXTS.values()):
         try:
             raise ConnectionError(text)
         except ConnectionError as error:
             assert tracker.track(error, operation=f"op{n} {text}", severity="critical")
-    assert tracker.sender is not None
-    assert tracker.sender.join(10)
+    assert tracker.flush_alerts(10)
     assert len(bodies) == len(SECRET_TEXTS)
     posted = b"\n".join(bodies).decode()
     assert_no_marker(posted, MARKERS)
