@@ -22,7 +22,7 @@ def _start_time() -> float:
     return float(probe.created - probe.relativeCreated / 1000)
 
 
-START_TIME = _start_time()
+_START_TIME = _start_time()
 
 
 def _template(logger: logging.Logger) -> dict[str, Any]:
@@ -53,7 +53,7 @@ class AccessRecords:
         now = time.time()
         attrs["created"] = now
         attrs["msecs"] = (now - int(now)) * 1000
-        attrs["relativeCreated"] = (now - START_TIME) * 1000
+        attrs["relativeCreated"] = (now - _START_TIME) * 1000
         attrs["levelno"] = level
         attrs["levelname"] = logging.getLevelName(level)
         attrs["msg"] = message

@@ -180,7 +180,7 @@ class ErrorTracker:
         try:
             self.configure()
         except ValueError as error:
-            report_fault("error_tracker", "invalid_setting", str(error))
+            report_fault("error_tracker", "invalid_setting", error_summary(error))
             self._thresholds = self._thresholds or Thresholds()
             self._runbook_url = _runbook(RUNBOOK_URL_BASE)
             self._sender = None

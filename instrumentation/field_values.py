@@ -25,9 +25,8 @@ from typing import Any
 
 from instrumentation.error_fields import error_fields, safe_str
 from instrumentation.redaction import MASK, is_secret_key, redact_text
-from instrumentation.sanitize import clean_text
+from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text
 
-MAX_FIELD_CHARS = 2048
 MAX_KEY_CHARS = 128
 MAX_ITEMS = 100
 MAX_DEPTH = 6

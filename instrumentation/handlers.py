@@ -21,6 +21,7 @@ from io import FileIO
 from typing import TextIO
 
 from instrumentation.accounting import count_drop
+from instrumentation.error_fields import error_type
 
 
 def _reason(error: BaseException | None) -> str:
@@ -33,7 +34,7 @@ def _reason(error: BaseException | None) -> str:
         }.get(error.errno or 0, "os_error")
     if isinstance(error, ValueError):  # write to a closed file
         return "closed"
-    return "error" if error is None else type(error).__name__
+    return "error" if error is None else error_type(error)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -21,6 +21,7 @@ from instrumentation import (
     bind_context,
     instrument_app,
     log_performance,
+    testing,
 )
 from instrumentation.faults import fault_count
 from tests.conftest import LogCapture
@@ -154,17 +155,19 @@ def test_unknown_methods_do_not_become_label_values(
 # --- business events ---
 
 
-def test_each_business_event_logs_its_type_and_counts(
-    registry: CollectorRegistry, log_capture: LogCapture
-) -> None:
+def test_each_business_event_logs_its_type_and_counts() -> None:
     events = BusinessEvents()
-    with bind_context(request_id="biz-1", user_id="user-1"):
+    with (
+        testing.capture_logs() as lines,
+        testing.capture_metrics() as registry,
+        bind_context(request_id="biz-1", user_id="user-1"),
+    ):
         events.analysis_started("movement")
         events.analysis_completed("movement", duration_ms=812.5, insights_count=3, cost_usd=0.01)
         events.analysis_failed("movement", TimeoutError("model timed out"))
         events.routine_generated(exercises_count=8)
         events.api_cost_tracked("analyze", "gpt-4o-mini", 0.25)
-    records = {r["event_type"]: r for r in log_capture.records}
+    records = {r["event_type"]: r for r in lines}
     assert list(records) == [
         "analysis_started",
         "analysis_completed",
@@ -211,9 +214,7 @@ def test_daily_cost_is_per_user_bounded_and_rolls_over_at_utc_midnight(
 # --- log_performance ---
 
 
-def test_log_performance_times_sync_async_and_blocks(
-    registry: CollectorRegistry, log_capture: LogCapture
-) -> None:
+def test_log_performance_times_sync_async_and_blocks() -> None:
     @log_performance("sync_op", track_memory=True)
     def sync_op() -> int:
         return 1
@@ -222,12 +223,16 @@ def test_log_performance_times_sync_async_and_blocks(
     async def async_op() -> int:
         return 2
 
-    with bind_context(request_id="perf-1"):
+    with (
+        testing.capture_logs() as lines,
+        testing.capture_metrics() as registry,
+        bind_context(request_id="perf-1"),
+    ):
         assert sync_op() == 1
         assert asyncio.run(async_op()) == 2
         with log_performance("block"):
             pass
-    records = {r["operation"]: r for r in log_capture.records}
+    records = {r["operation"]: r for r in lines}
     assert set(records) == {"sync_op", "async_op", "block"}
     assert "memory_delta_mb" in records["sync_op"] and "memory_delta_mb" not in records["block"]
     assert all(r["status"] == "success" and r["duration_ms"] >= 0 for r in records.values())
