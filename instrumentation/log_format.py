@@ -21,7 +21,6 @@ from instrumentation.error_fields import error_fields, error_summary, error_type
 from instrumentation.field_values import (
     INT_MAX,
     INT_MIN,
-    MAX_FIELD_CHARS,
     MAX_KEY_CHARS,
     TRUNCATED,
     field_key,
@@ -30,7 +29,7 @@ from instrumentation.field_values import (
 )
 from instrumentation.log_filters import BOUND_FIELDS_ATTR, FILTER_ATTRS
 from instrumentation.redaction import redact_text
-from instrumentation.sanitize import clean_text, deep_clean, escape_unsafe_json
+from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text, deep_clean, escape_unsafe_json
 
 # The attributes `LogRecord.__init__` sets, in the order it sets them. `Logger.makeRecord` adds
 # `extra=` fields after them, so a record's extra fields are its attributes past this many

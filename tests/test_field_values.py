@@ -16,9 +16,9 @@ import pytest
 from pydantic import BaseModel
 
 from instrumentation import get_logger, setup_logging
-from instrumentation.field_values import DEPTH_MARK, MAX_DEPTH, MAX_FIELD_CHARS, MAX_ITEMS
+from instrumentation.field_values import DEPTH_MARK, MAX_DEPTH, MAX_ITEMS
 from instrumentation.log_format import MAX_LINE_BYTES, ConsoleFormatter
-from instrumentation.sanitize import UNSAFE_RANGES, escape_unsafe_json
+from instrumentation.sanitize import MAX_FIELD_CHARS, UNSAFE_RANGES, escape_unsafe_json
 from tests.conftest import LogCapture
 
 
