@@ -26,6 +26,7 @@ from instrumentation import accounting, instrument_app, setup_logging
 from instrumentation.alert_sender import AlertSender
 from instrumentation.handlers import FileSink
 from instrumentation.logging_setup import corrstack_handlers, flush_logging, shutdown_logging
+from tests.support.processes import wait_until
 
 
 def drops(sink: str) -> int:
@@ -49,6 +50,9 @@ def test_nothing_is_lost_across_a_log_file_rotation(
     for i in range(3000):
         log.info("record %d", i, extra={"i": i})
         if i in (700, 1500, 2200):  # logrotate-style: rename, the handler reopens the path
+            # The writer reopens the path on its first write after a rotation: on a busy
+            # machine that may come after the next 700 records are logged.
+            wait_until(path.exists, timeout=10, interval=0.01, what="the reopened log file")
             target = tmp_path / f"app.log.{len(rotated) + 1}"
             path.rename(target)
             rotated.append(target)
