@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -31,6 +32,10 @@ DEFAULT_MAX_TRACKED_USERS = 10_000
 _MAX_KEY_CHARS = 128
 
 
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
 class BusinessEvents:
     """Emits the product's business events; keeps per-user cost totals for the UTC day.
 
@@ -38,14 +43,20 @@ class BusinessEvents:
     app's registry; elsewhere the process's.
 
     The totals are bounded to `max_users` (least recently charged users are forgotten first)
-    and start from zero when the UTC day changes. A bad cost (NaN, infinite, negative, not a
-    number) is never raised into the caller: it is counted in
+    and start from zero when the day `today()` gives changes (default: the UTC date). A bad
+    cost (NaN, infinite, negative, not a number) is never raised into the caller: it is counted in
     `instrumentation_faults_total{component="business_events",reason="invalid_cost"}`, leaves
     the counter and the totals alone, and the event is logged without `cost_usd`.
     """
 
-    def __init__(self, max_users: int = DEFAULT_MAX_TRACKED_USERS) -> None:
+    def __init__(
+        self,
+        max_users: int = DEFAULT_MAX_TRACKED_USERS,
+        *,
+        today: Callable[[], date] = _utc_today,
+    ) -> None:
         self._max_users = max_users
+        self._today = today
         self._lock = threading.Lock()
         self._day: date | None = None
         self._daily_cost: OrderedDict[str | bytes, float] = OrderedDict()
@@ -165,7 +176,7 @@ class BusinessEvents:
             return total
 
     def _roll_over(self) -> None:
-        today = _utc_today()
+        today = self._today()
         if today != self._day:
             self._day = today
             self._daily_cost.clear()
@@ -195,10 +206,6 @@ def _user_key(user_id: str) -> str | bytes:
     if len(user_id) <= _MAX_KEY_CHARS:
         return user_id
     return hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _utc_today() -> date:
-    return datetime.now(UTC).date()
 
 
 business_events = BusinessEvents()

@@ -197,6 +197,12 @@ class ErrorTracker:
         self._configure()
         return True if self._sender is None else self._sender.join(timeout)
 
+    def retained_times(self) -> int:
+        """How many error times the tracker holds: at most what its thresholds need, for at
+        most 1000 patterns, whatever the error rate."""
+        with self._lock:
+            return sum(len(p.errors) + len(p.critical) for p in self._patterns.values())
+
     def track(
         self,
         error: BaseException | str,
