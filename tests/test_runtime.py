@@ -209,3 +209,17 @@ def test_an_alert_carries_the_service_of_the_runtime_it_was_tracked_in(
         "in_request": ("api", "staging"),
         "outside": ("first", "staging"),
     }
+
+
+def test_the_tracked_error_line_names_the_caller_of_error_tracker_track() -> None:
+    def handler() -> None:
+        error_tracker.track(KeyError("k"), "lookup")
+
+    with testing.capture_logs() as lines:
+        handler()
+    [line] = lines
+    assert (line["message"], line["function"], line["module"]) == (
+        "Error tracked",
+        "handler",
+        "test_runtime",
+    )
