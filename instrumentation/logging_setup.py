@@ -90,6 +90,11 @@ def setup_logging(
     service = safe_name("SERVICE_NAME", service or env("SERVICE_NAME") or "unknown")
     environment = safe_name("ENVIRONMENT", environment or env("ENVIRONMENT") or "development")
     numeric_level = parse_level(level if level is not None else env("LOG_LEVEL") or "INFO")
+    # Late: log_config builds on this module. Checked now, applied once the handler is in place.
+    from instrumentation.log_config import apply_log_levels, log_levels
+
+    levels = env("LOG_LEVELS") or ""
+    log_levels(levels)
     chosen = (log_format or env("LOG_FORMAT") or "json").lower()
     if chosen not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {chosen!r}")
@@ -130,6 +135,7 @@ def setup_logging(
     set_process_runtime(runtime)
     _close(previous, SHUTDOWN_TIMEOUT)  # after the swap: records go to the new one meanwhile
     reclaim_server_loggers()
+    apply_log_levels(levels)
     changed = (previous_runtime.service, previous_runtime.environment) != (service, environment)
     if previous and changed:
         _log.info(

@@ -470,3 +470,17 @@ def test_gunicorn_logconfig_dict_writes_the_same_request_lines(
         ("uvicorn.error", "Started server process [#]"),
         ("uvicorn.error", "Finished server process [#]"),
     } <= server_lines
+
+
+def test_setup_logging_applies_and_checks_log_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from instrumentation import setup_logging
+
+    monkeypatch.setenv("LOG_LEVELS", "tests.quiet=ERROR")
+    stream = io.StringIO()
+    setup_logging(service="levels", stream=stream)
+    logging.getLogger("tests.quiet").warning("hidden")
+    logging.getLogger("tests.loud").warning("shown")
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["shown"]
+    monkeypatch.setenv("LOG_LEVELS", "tests.quiet=LOUD")
+    with pytest.raises(ValueError, match="LOG_LEVELS"):
+        setup_logging(service="levels", stream=io.StringIO())
