@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -31,6 +29,7 @@ from instrumentation import (
     testing,
 )
 from tests.support.processes import wait_until
+from tests.support.stack import WebhookReceiver, webhook_receiver
 
 OPERATION = {"operation": "work", "status": "success"}
 EVENT = {"event_type": "routine_generated"}
@@ -163,32 +162,15 @@ def test_an_invalid_service_for_an_app_is_refused() -> None:
 
 
 @pytest.fixture
-def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP server on 127.0.0.1 keeping every alert posted to it."""
-    alerts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            alerts.extend(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", alerts
-    finally:
-        server.shutdown()
-        server.server_close()
+def alert_receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as receiver:
+        yield receiver
 
 
 def test_an_alert_carries_the_service_of_the_runtime_it_was_tracked_in(
-    alert_receiver: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+    alert_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, alerts = alert_receiver
+    url = alert_receiver.url
     monkeypatch.setenv("ALERTMANAGER_URL", url)
     monkeypatch.setenv("ERROR_ALERT_CRITICAL_THRESHOLD", "1")
     setup_logging(service="first", environment="staging", stream=io.StringIO())
@@ -201,7 +183,10 @@ def test_an_alert_carries_the_service_of_the_runtime_it_was_tracked_in(
 
     [response] = asyncio.run(get(app, "/fail"))
     outside = error_tracker.track(TimeoutError("t"), "outside", severity="critical")
-    wait_until(lambda: len(alerts) == 2, timeout=10, what="two alerts at the receiver")
+    wait_until(
+        lambda: len(alert_receiver.alerts()) == 2, timeout=10, what="two alerts at the receiver"
+    )
+    alerts = alert_receiver.alerts()
 
     labels = {a["labels"]["operation"]: a["labels"] for a in alerts}
     assert (response.json(), outside) == ({"alerted": True}, True)

@@ -9,9 +9,7 @@ import dataclasses
 import io
 import json
 import logging
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +28,7 @@ from instrumentation import (
     setup_logging,
 )
 from instrumentation.error_tracking import ErrorTracker, Thresholds
+from tests.support.stack import WebhookReceiver, webhook_receiver
 from tests.test_redaction import FALSE_POSITIVE_TEXTS, SECRET_KEYS, SECRET_TEXTS
 
 MARKERS = [marker for _, marker in SECRET_TEXTS.values()]
@@ -101,27 +100,9 @@ def log_everywhere(text: str, key: str, marker: str) -> None:
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, list[bytes]]]:
-    """A real HTTP server on 127.0.0.1 that keeps every body posted to it."""
-    bodies: list[bytes] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", bodies
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as hook:
+        yield hook
 
 
 def assert_no_marker(text: str, markers: list[str]) -> None:
@@ -179,12 +160,11 @@ def test_no_secret_reaches_the_access_line(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_no_secret_reaches_an_alert(
-    receiver: tuple[str, list[bytes]], registry: CollectorRegistry, log_capture: object
+    receiver: WebhookReceiver, registry: CollectorRegistry, log_capture: object
 ) -> None:
-    url, bodies = receiver
     tracker = ErrorTracker(
         registry=registry,
-        alertmanager_url=url,
+        alertmanager_url=receiver.url,
         thresholds=Thresholds(count=1, critical_count=1, cooldown=0),
     )
     for n, (text, _) in enumerate(SECRET_TEXTS.values()):
@@ -193,10 +173,9 @@ def test_no_secret_reaches_an_alert(
         except ConnectionError as error:
             assert tracker.track(error, operation=f"op{n} {text}", severity="critical")
     assert tracker.flush_alerts(10)
-    assert len(bodies) == len(SECRET_TEXTS)
-    posted = b"\n".join(bodies).decode()
-    assert_no_marker(posted, MARKERS)
-    alert = json.loads(bodies[0])[0]
+    assert len(receiver.payloads) == len(SECRET_TEXTS)
+    assert_no_marker(receiver.text(), MARKERS)
+    alert = receiver.alerts()[0]
     assert alert["labels"]["alertname"] == "ErrorPatternDetected"
     assert "[REDACTED]" in alert["annotations"]["description"]
 

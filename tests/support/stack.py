@@ -169,15 +169,26 @@ class WebhookReceiver:
     """An HTTP endpoint on loopback collecting what Alertmanager delivers."""
 
     url: str
-    payloads: list[dict[str, Any]] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [alert for payload in self.payloads for alert in payload.get("alerts", [])]
+        """The alerts received: from Alertmanager's webhook payloads (`{"alerts": [...]}`) or
+        posted straight as Alertmanager's API takes them (a JSON list)."""
+        return [
+            alert
+            for payload in self.payloads
+            for alert in (payload if isinstance(payload, list) else payload.get("alerts", []))
+        ]
+
+    def text(self) -> str:
+        """Everything received, as JSON text (to look for what must never be sent)."""
+        return json.dumps(self.payloads)
 
 
 @contextmanager
 def webhook_receiver() -> Iterator[WebhookReceiver]:
-    received: list[dict[str, Any]] = []
+    """A real HTTP server on 127.0.0.1 keeping the JSON of every POST, whatever its path."""
+    received: list[Any] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
