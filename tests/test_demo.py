@@ -17,8 +17,6 @@ import httpx
 import psutil
 import pytest
 import yaml
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 
 from demo import stack_config
 from demo.loadgen import generate_load
@@ -26,6 +24,7 @@ from demo.settings import DemoSettings
 from demo.simulation import plan_model_call
 from demo.traffic import ARCHETYPES, archetype_of, plan_request
 from tests.conftest import LogCapture
+from tests.support.demo import call, demo_apps
 from tests.support.processes import free_port, running, wait_http_ok, wait_until
 from tests.support.stack import query, wait_for_scrape
 
@@ -33,43 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN_ID = "00f067aa0ba902b7"
-NO_FAILURES = DemoSettings(error_rate=0.0, slow_rate=0.0)
-
-
-def recording(app: Any, seen: list[dict[str, str]]) -> Any:
-    """An ASGI wrapper that keeps the headers of every HTTP request reaching `app`."""
-
-    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            seen.append({k.decode(): v.decode() for k, v in scope["headers"]})
-        await app(scope, receive, send)
-
-    return wrapper
-
-
-def demo_apps(
-    settings: DemoSettings = NO_FAILURES,
-    rng: random.Random | None = None,
-    seen: list[dict[str, str]] | None = None,
-) -> FastAPI:
-    """The api app, its analysis client wired in-process to an analysis app."""
-    from demo import analysis, api
-
-    downstream = analysis.create_app(settings, registry=CollectorRegistry(), rng=rng)
-    transport = httpx.ASGITransport(
-        app=recording(downstream, seen if seen is not None else []),
-        raise_app_exceptions=False,  # an unhandled error must reach the api as the 500 it is
-    )
-    return api.create_app(settings, registry=CollectorRegistry(), transport=transport)
-
-
-async def call(app: FastAPI, requests: list[dict[str, Any]]) -> list[httpx.Response]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
-        try:
-            return list(await asyncio.gather(*(client.request(**r) for r in requests)))
-        finally:
-            await app.state.analysis_client.aclose()
 
 
 def test_api_to_analysis_call_carries_correlation_id_and_trace(log_capture: LogCapture) -> None:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.conftest import LogCapture
+from tests.support.demo import demo_apps
 from tests.support.log_fields import DESIGN_FIELDS
-from tests.test_demo import demo_apps
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (ROOT / "docs" / "reference.md").read_text()
