@@ -79,6 +79,11 @@ _second_cache: tuple[int, str] = (-1, "")
 _PLAIN_KEY_CHARS = 64
 _PLAIN_KEY_ENTRIES = 4096
 _plain_keys: dict[str, bool] = {}
+# Short values seen that `redact_text` leaves as they are (`"GET"`, `"strength"`, `"eu-west-1"`):
+# fields repeat a small vocabulary of values, and a lookup is cheaper than the call. Same bounds
+# in bytes: at most 4096 values of at most 32 characters.
+_PLAIN_TEXT_CHARS = 32
+_plain_texts: dict[str, bool] = {}
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
 
 
@@ -91,6 +96,16 @@ def format_timestamp(created: float) -> str:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
     return prefix + _MILLIS[int((created - second) * 1000)]
+
+
+def _redacted_text(value: str) -> str:
+    """`redact_text(value)`, remembering a short value it leaves unchanged."""
+    redacted = redact_text(value)
+    if redacted is value and len(value) <= _PLAIN_TEXT_CHARS:
+        if len(_plain_texts) >= _PLAIN_KEY_ENTRIES:
+            _plain_texts.clear()
+        _plain_texts[value] = True
+    return redacted
 
 
 def _bounded(text: str, limit: int) -> str:
@@ -179,14 +194,14 @@ class JsonFormatter(OrjsonFormatter):
             for key, value in bound.items():
                 self._add_field(data, key, value)
         # Extra fields come after the attributes every LogRecord sets in __init__.
-        plain_keys = _plain_keys
+        plain_keys, plain_texts = _plain_keys, _plain_texts
         for key, value in islice(attrs.items(), _STANDARD_ATTR_COUNT, None):
             if key in RESERVED_ATTRS:
                 continue
             if key in plain_keys and key not in data:  # the common case, without a call
                 kind = type(value)
                 if kind is str and len(value) <= MAX_FIELD_CHARS:
-                    data[key] = redact_text(value)
+                    data[key] = value if value in plain_texts else _redacted_text(value)
                     continue
                 if (
                     kind is float

@@ -211,3 +211,20 @@ def test_short_strings_are_checked_for_secrets_too() -> None:
 
     assert field_value("note", "pwd=x") == "pwd=[REDACTED]"
     assert field_value("note", ["pwd=x"]) == ["pwd=[REDACTED]"]
+
+
+def test_distinct_short_values_pin_no_memory(log_capture: LogCapture) -> None:
+    import tracemalloc
+
+    log = logging.getLogger("tests.values")
+    for i in range(5000):  # warm up: every cache at its bound
+        log.info("v", extra={"value": f"{i:032d}"})
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(5000, 25000):
+        log.info("v", extra={"value": f"{i:032d}"})
+        log_capture.stream.truncate(0)
+        log_capture.stream.seek(0)
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 1024 * 1024
