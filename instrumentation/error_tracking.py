@@ -42,11 +42,6 @@ _log = get_logger("corrstack.errors")
 _MAX_PATTERNS = 1000
 
 
-def _runbook(base: str) -> str:
-    """The alert's runbook link under `base` (RUNBOOK_URL_BASE may move the runbooks)."""
-    return base + runbook_url(ERROR_PATTERN_ALERT).removeprefix(RUNBOOK_URL_BASE)
-
-
 @dataclass(frozen=True)
 class Thresholds:
     """When a pattern becomes an alert: `count` errors within `window` seconds."""
@@ -152,7 +147,7 @@ class ErrorTracker:
         self._patterns: OrderedDict[tuple[str, str], _Pattern] = OrderedDict()
         self._lock = threading.Lock()
         self._sender: AlertSender | None = None
-        self._runbook_url = _runbook(RUNBOOK_URL_BASE)
+        self._runbook_url = runbook_url(ERROR_PATTERN_ALERT)
         self._configured = False
 
     def configure(self) -> None:
@@ -170,7 +165,7 @@ class ErrorTracker:
             http_url("ALERTMANAGER_URL", url)
         runbook = http_url("RUNBOOK_URL_BASE", env("RUNBOOK_URL_BASE") or RUNBOOK_URL_BASE)
         self._thresholds = thresholds
-        self._runbook_url = _runbook(runbook)
+        self._runbook_url = runbook_url(ERROR_PATTERN_ALERT, runbook)
         self._sender = AlertSender(url, registry=self._metrics.registry) if url else None
         self._configured = True
 
@@ -182,7 +177,7 @@ class ErrorTracker:
         except ValueError as error:
             report_fault("error_tracker", "invalid_setting", error_summary(error))
             self._thresholds = self._thresholds or Thresholds()
-            self._runbook_url = _runbook(RUNBOOK_URL_BASE)
+            self._runbook_url = runbook_url(ERROR_PATTERN_ALERT)
             self._sender = None
             self._configured = True
 

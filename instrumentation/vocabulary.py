@@ -33,9 +33,10 @@ def quiet_paths_regex() -> str:
     return "|".join(QUIET_PATHS)
 
 
-def runbook_url(alertname: str) -> str:
-    """The runbook section of `alertname` (GitHub's anchor for a ``## Name`` heading)."""
-    return f"{RUNBOOK_URL_BASE}#{alertname.lower()}"
+def runbook_url(alertname: str, base: str = RUNBOOK_URL_BASE) -> str:
+    """The runbook section of `alertname` under `base` (GitHub's anchor for a ``## Name``
+    heading)."""
+    return f"{base}#{alertname.lower()}"
 
 
 # --- Names added for the dashboards and the alert rules ---------------------------------------
