@@ -2,11 +2,14 @@
 
 Every record that reaches a corrstack handler gets a per-process `seq` and the process
 `boot_id`; a record a sink could not write is counted here instead of raising into the caller.
+A forked worker gets a `boot_id` of its own and starts its `seq` and counts afresh, so the lines
+of several workers writing one file are told apart and each worker's "nothing lost" sums hold.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import uuid
 from collections import Counter
@@ -15,12 +18,17 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-BOOT_ID = uuid.uuid4().hex
+_boot_id = uuid.uuid4().hex
 _seq = itertools.count(1)
 _accepted = 0
 _accepted_reported = 0
 _dropped: Counter[tuple[str, str]] = Counter()
 _lock = threading.Lock()
+
+
+def boot_id() -> str:
+    """This process's id in log lines: new in every process, forked workers included."""
+    return _boot_id
 
 
 def next_seq() -> int:
@@ -41,6 +49,12 @@ def dropped(sink: str | None = None) -> int:
         return sum(n for (s, _), n in _dropped.items() if sink is None or s == sink)
 
 
+def drop_counts() -> dict[tuple[str, str], int]:
+    """Records dropped so far by (sink, reason)."""
+    with _lock:
+        return dict(_dropped)
+
+
 def reset_drops() -> None:
     """Forget the drop counts (for tests: `instrumentation.testing.reset()` calls this)."""
     with _lock:
@@ -53,6 +67,18 @@ def accepted() -> int:
     with _lock:
         _accepted_reported = max(_accepted_reported, _accepted)
         return _accepted_reported
+
+
+def _start_afresh_in_child() -> None:
+    global _boot_id, _seq, _accepted, _accepted_reported, _lock
+    _boot_id = uuid.uuid4().hex
+    _seq = itertools.count(1)
+    _accepted = _accepted_reported = 0
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _dropped.clear()
+
+
+os.register_at_fork(after_in_child=_start_afresh_in_child)
 
 
 class LogAccountingCollector(Collector):

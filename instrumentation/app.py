@@ -24,8 +24,10 @@ from instrumentation.faults import FaultCollector
 from instrumentation.logger import get_logger
 from instrumentation.logging_setup import logging_configured, reclaim_server_loggers, setup_logging
 from instrumentation.middleware import CorrelationMiddleware
+from instrumentation.multiprocess import multiprocess_directory
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.settings import safe_name
+from instrumentation.shared_metrics import shared_registry, start_worker
 from instrumentation.vocabulary import QUIET_PATHS
 
 _log = get_logger("corrstack.runtime")
@@ -74,7 +76,9 @@ def instrument_app(
     """Instrument a FastAPI (or Starlette) app; call once, before it serves.
 
     Adds CorrelationMiddleware as the outermost layer, the `/metrics` endpoint serving
-    `registry`, and JSON logging through `setup_logging()` unless it already ran.
+    `registry`, and JSON logging through `setup_logging()` unless it already ran. With
+    PROMETHEUS_MULTIPROC_DIR set, the directory is checked here (a wrong one raises
+    MultiprocessDirectoryError) and `/metrics` serves every worker's sum, with exemplars.
 
     The app gets a runtime (`instrumentation.runtime`): `service` (default: the process's),
     the process's environment, `registry` (default: the process's, prometheus_client's global
@@ -107,10 +111,14 @@ def instrument_app(
     # An app sharing the process's runtime binds none: the process's is the current one then.
     bound = None if runtime is process_runtime() else runtime
     runtime.error_tracker.configure()  # a malformed ERROR_ALERT_* value fails here, at startup
+    directory = multiprocess_directory()
+    if directory is not None:  # a wrong directory fails here, at startup
+        start_worker(directory, runtime.service)
     _instrumented[app] = runtime
     _register_collectors(runtime.registry)
     if metrics_path:
-        app.add_route(metrics_path, metrics_endpoint(runtime.registry), include_in_schema=False)
+        served = runtime.registry if directory is None else shared_registry(directory)
+        app.add_route(metrics_path, metrics_endpoint(served), include_in_schema=False)
 
     build_stack = app.build_middleware_stack
 

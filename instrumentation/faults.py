@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -44,10 +45,25 @@ def fault_count(component: str | None = None, reason: str | None = None) -> int:
         )
 
 
+def fault_counts() -> dict[tuple[str, str], int]:
+    """Faults counted so far by (component, reason)."""
+    with _lock:
+        return dict(_counts)
+
+
 def reset_faults() -> None:
     """Forget every count (for tests: the next fault of each kind is logged again)."""
     with _lock:
         _counts.clear()
+
+
+def _start_afresh_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _counts.clear()  # the parent's; a forked worker counts its own
+
+
+os.register_at_fork(after_in_child=_start_afresh_in_child)
 
 
 class FaultCollector(Collector):

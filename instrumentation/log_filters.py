@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from instrumentation.accounting import BOOT_ID, next_seq
+from instrumentation.accounting import boot_id, next_seq
 from instrumentation.context import (
     current_user_id,
     fields_var,
@@ -64,7 +64,7 @@ class CorrelationFilter(logging.Filter):
         if bound:
             attrs[BOUND_FIELDS_ATTR] = bound
         attrs["seq"] = next_seq()
-        attrs["boot_id"] = BOOT_ID
+        attrs["boot_id"] = boot_id()
         return True
 
 

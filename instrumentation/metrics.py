@@ -1,16 +1,28 @@
 """The metrics of DESIGN.md, created once per registry.
 
-`request_id`, `trace_id` and `user_id` are never labels: they travel as exemplars.
+`request_id`, `trace_id` and `user_id` are never labels: they travel as exemplars. With
+PROMETHEUS_MULTIPROC_DIR set they are written to the shared files (`instrumentation.multiprocess`),
+the in-progress gauge summed over live workers, the exemplars beside them.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from instrumentation.multiprocess import multiprocess_directory
+from instrumentation.shared_metrics import SharedHistogramChild
 from instrumentation.vocabulary import LATENCY_BUCKETS, OPERATION_BUCKETS
+
+
+class HistogramChild(Protocol):
+    """A histogram child that keeps an exemplar, in one process or in multiprocess mode."""
+
+    def observe(self, amount: float, exemplar: Mapping[str, str] | None = None) -> None: ...
 
 
 @dataclass(eq=False)
@@ -26,9 +38,16 @@ class Metrics:
     business_events_total: Counter = field(init=False)
     api_cost_usd_total: Counter = field(init=False)
     error_alerts_total: Counter = field(init=False)
+    multiprocess: bool = field(init=False)
+    _buckets: dict[int, tuple[str, Sequence[str], Sequence[float]]] = field(init=False, repr=False)
+
+    _shared_children: dict[tuple[int, tuple[str, ...]], SharedHistogramChild] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.multiprocess = multiprocess_directory() is not None
         self.http_requests_total = Counter(
             "http_requests_total",
             "HTTP requests served, by route template and status.",
@@ -47,6 +66,7 @@ class Metrics:
             "HTTP requests being served.",
             ["method", "route"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.app_errors_total = Counter(
             "app_errors_total",
@@ -77,6 +97,36 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._buckets = {
+            id(self.http_request_duration_seconds): (
+                "http_request_duration_seconds",
+                ("method", "route"),
+                LATENCY_BUCKETS,
+            ),
+            id(self.operation_duration_seconds): (
+                "operation_duration_seconds",
+                ("operation", "status"),
+                OPERATION_BUCKETS,
+            ),
+        }
+
+    def histogram_child(self, histogram: Histogram, *labelvalues: str) -> HistogramChild:
+        """`histogram.labels(*labelvalues)`, whose `observe(value, exemplar)` keeps the
+        exemplar in multiprocess mode too.
+
+        >>> metrics.histogram_child(metrics.http_request_duration_seconds, "GET", "/").observe(
+        ...     0.05, {"request_id": "r1"})
+        """
+        child: Any = histogram.labels(*labelvalues)
+        if not self.multiprocess:
+            return child  # type: ignore[no-any-return]
+        key = (id(histogram), labelvalues)
+        shared = self._shared_children.get(key)
+        if shared is None:
+            name, labelnames, buckets = self._buckets[id(histogram)]
+            labels = dict(zip(labelnames, labelvalues, strict=True))
+            shared = self._shared_children[key] = SharedHistogramChild(child, name, labels, buckets)
+        return shared
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()

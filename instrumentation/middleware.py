@@ -90,7 +90,7 @@ class CorrelationMiddleware:
     ) -> None:
         self.app = app
         self.runtime = runtime
-        metrics = (process_runtime() if runtime is None else runtime).metrics
+        metrics = self._metrics = (process_runtime() if runtime is None else runtime).metrics
         self._requests = metrics.http_requests_total
         self._duration = metrics.http_request_duration_seconds
         self._in_progress = metrics.http_requests_in_progress
@@ -180,9 +180,13 @@ class CorrelationMiddleware:
         self, method: str, route: str, status: int, duration: float, request_id: str, trace_id: str
     ) -> None:
         self._child(self._counter_children, self._requests, (method, route, status)).inc()
-        self._child(self._histogram_children, self._duration, (method, route)).observe(
-            duration, {"request_id": request_id, "trace_id": trace_id}
-        )
+        key = (method, route)
+        histogram = self._histogram_children.get(key)
+        if histogram is None:
+            histogram = self._histogram_children[key] = self._metrics.histogram_child(
+                self._duration, method, route
+            )
+        histogram.observe(duration, {"request_id": request_id, "trace_id": trace_id})
 
     def _access_line(
         self,

@@ -71,8 +71,10 @@ class _Timing:
                 fields["memory_delta_mb"] = round((memory_after - self.memory_before) / _MB, 3)
         request_id = request_id_var.get()
         exemplar = {"request_id": request_id} if request_id else None
-        histogram = current_runtime().metrics.operation_duration_seconds
-        histogram.labels(self.operation, status).observe(duration, exemplar)
+        metrics = current_runtime().metrics
+        metrics.histogram_child(metrics.operation_duration_seconds, self.operation, status).observe(
+            duration, exemplar
+        )
         if error is None:
             _log.info("Operation completed", stacklevel=4, **fields)
         else:
