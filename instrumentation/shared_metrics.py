@@ -15,6 +15,7 @@ keeps in memory, and a scrape that serves all of it for every worker.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import glob
 import os
@@ -219,6 +220,7 @@ def _forget_in_child() -> None:
     _counts.after_fork_in_child()
 
 
+atexit.register(_counts.flush)  # a worker's last second; a SIGKILL or uvicorn's SIGTERM loses it
 os.register_at_fork(
     before=_counts.before_fork,
     after_in_parent=_counts.after_fork_in_parent,
