@@ -43,6 +43,7 @@ from prometheus_client import values as _client_values
 
 from instrumentation.exemplar_store import FILE_PATTERN, ExemplarFile, ExemplarFileError
 from instrumentation.exemplar_store import exemplar_path as _exemplar_path
+from instrumentation.settings import env
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 LOCK_FILE = "corrstack.lock"
@@ -65,7 +66,8 @@ def multiprocess_directory() -> str | None:
     Raises MultiprocessDirectoryError when the variable is set but prometheus_client was
     imported before it was: its metrics would then be per process without a word.
     """
-    path = os.environ.get(ENV) or None
+    # prometheus_client still honours the old lower-case spelling.
+    path = env("PROMETHEUS_MULTIPROC_DIR") or env("prometheus_multiproc_dir")
     active = bool(getattr(_client_values.ValueClass, "_multiprocess", False))
     if path and not active:
         raise MultiprocessDirectoryError(
@@ -134,7 +136,7 @@ def mark_process_dead(pid: int, directory: str | None = None) -> None:
 
     Its counters and histograms stay: the sums over every worker include the dead ones.
     """
-    directory = directory or os.environ.get(ENV)
+    directory = directory or env("PROMETHEUS_MULTIPROC_DIR") or env("prometheus_multiproc_dir")
     if not directory:
         return
     _client_multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
