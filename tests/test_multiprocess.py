@@ -12,8 +12,10 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -23,8 +25,10 @@ from instrumentation.exemplar_store import ExemplarFile, bucket_key, read_exempl
 from instrumentation.faults import fault_count
 from instrumentation.multiprocess import MultiprocessDirectoryError, prepare_directory
 from instrumentation.shared_metrics import shared_registry
+from tests.support.processes import free_port, running, wait_http_ok
 
 ROUTE = "/api/items/{item_id}"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 # A worker: the app of tests/apps/workers_app.py driven in-process, `REQUESTS` requests with
 # X-Correlation-ID `<prefix>-<n>`, then it exits (a dead worker, as after a restart).
@@ -329,3 +333,45 @@ def test_a_server_on_a_full_disk_exits_with_the_reason(tmpfs, tmp_path: Path) ->
     )
     assert done.returncode != 0
     assert b"MultiprocessDirectoryError" in done.stderr and b"No space left" in done.stderr
+
+
+# --- Workers forked from a master that imported the app (gunicorn --preload) --------------------
+
+
+@pytest.mark.integration
+def test_workers_forked_after_the_app_was_imported_keep_their_own_ids_and_exemplars(
+    metrics_dir: Path, tmp_path: Path
+) -> None:
+    port, log_file = free_port(), tmp_path / "api.log"
+    cmd = [
+        *("gunicorn", "-c", "docs/examples/gunicorn.conf.py", "--preload", "-w", "3"),
+        *("--bind", f"127.0.0.1:{port}", "--control-socket", str(tmp_path / "gunicorn.ctl")),
+        "tests.apps.workers_app:app",
+    ]
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "LOG_FILE": str(log_file)}
+    root = Path(__file__).resolve().parent.parent
+    with running(cmd, log_path=tmp_path / "gunicorn.out", env=env, cwd=root):
+        base = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{base}/metrics")
+
+        def get(n: int) -> int:
+            # A connection each, so the workers share the requests.
+            response = httpx.get(f"{base}/api/items/{n}", headers={"X-Correlation-ID": f"p-{n}"})
+            return int(response.json()["pid"])
+
+        with ThreadPoolExecutor(6) as pool:
+            pids = set(pool.map(get, range(120)))
+        text = httpx.get(f"{base}/metrics", headers={"Accept": OPENMETRICS}).text
+        # Each forked worker made its own exemplar file on first use (gone once it exits).
+        exemplar_files = {p.name for p in metrics_dir.glob("corrstack_exemplars_*.bin")}
+    assert len(pids) >= 2
+    assert {f"corrstack_exemplars_{pid}.bin" for pid in pids} <= exemplar_files
+    assert f'http_requests_total{{method="GET",route="{ROUTE}",status="200"}} 120.0' in text
+    buckets = sample_lines(text, "http_request_duration_seconds_bucket")
+    assert any('# {request_id="p-' in line for line in buckets), text
+    boot_ids: dict[str, set[int]] = {}
+    for line in log_file.read_text().splitlines():
+        record = json.loads(line)
+        if record["logger"] == "corrstack.access" and record.get("route") == ROUTE:
+            boot_ids.setdefault(record["boot_id"], set()).add(record["seq"])
+    assert len(boot_ids) == len(pids)  # one per worker, none inherited from the master
