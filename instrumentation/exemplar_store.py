@@ -177,7 +177,7 @@ def _read_file(path: str) -> Iterator[tuple[SeriesKey, float, Exemplar]]:
                     slot = os.pread(file.fileno(), SLOT_BYTES, SLOT_BYTES + start)
                 if isinstance(parsed, tuple):
                     yield parsed
-    except FileNotFoundError:  # its worker was marked dead meanwhile
+    except OSError:  # its worker was marked dead meanwhile, or the file is not readable
         return
 
 

@@ -240,7 +240,11 @@ class SharedMetricsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         _counts.flush()  # this worker's latest counts
         files, live = self._files()
-        exemplars = read_exemplars(self._directory)
+        try:
+            exemplars = read_exemplars(self._directory)
+        except Exception as error:  # the sums are served without them
+            report_fault("exemplars", "read_failed", error_summary(error))
+            exemplars = {}
         for metric in _merge(files):
             if metric.type == "histogram" and exemplars:
                 metric.samples = [

@@ -173,6 +173,14 @@ def test_an_unreadable_file_is_left_out_and_counted_never_a_failed_scrape(
     assert fault_count("multiprocess", "unreadable_file") == 1
 
 
+def test_an_exemplar_file_that_cannot_be_read_leaves_the_sums_served(metrics_dir: Path) -> None:
+    run_worker(metrics_dir, "ok", 2)
+    (metrics_dir / "corrstack_exemplars_424242.bin").mkdir()  # open() fails on it
+    text = openmetrics(metrics_dir)
+    assert f'http_requests_total{{method="GET",route="{ROUTE}",status="200"}} 2.0' in text
+    assert '# {request_id="ok-1"' in text
+
+
 # --- The exemplar file --------------------------------------------------------------------------
 
 
