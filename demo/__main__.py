@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from demo.local import DEFAULT_PORTS, LocalOptions, run
+from demo.local import DEFAULT_PORTS, MAX_WORKERS, LocalOptions, run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> LocalOptions:
@@ -28,6 +28,16 @@ def parse_args(argv: Sequence[str] | None = None) -> LocalOptions:
             help=f"default {port} if free, else any free port; 0: any free port",
         )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "uvicorn workers of each service (api, analysis); above 1 each service gets a "
+            "temporary PROMETHEUS_MULTIPROC_DIR of its own, removed at exit (default 1)"
+        ),
+    )
+    parser.add_argument(
         "--no-prometheus",
         dest="prometheus",
         action="store_false",
@@ -39,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> LocalOptions:
     options = parser.parse_args(argv)
     if not 0 < options.rate <= 500:
         parser.error("--rate must be in (0, 500]")
+    if not 1 <= options.workers <= MAX_WORKERS:
+        parser.error(f"--workers must be between 1 and {MAX_WORKERS}")
     return LocalOptions(
         var_dir=options.var_dir,
         duration=options.duration,
@@ -50,6 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LocalOptions:
         alertmanager_port=options.alertmanager_port,
         prometheus=options.prometheus,
         scrape_interval=options.scrape_interval,
+        workers=options.workers,
     )
 
 

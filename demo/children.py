@@ -6,6 +6,7 @@ it stops them in reverse start order, so the load stops before the services it t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,13 +56,19 @@ def start_child(
 
 
 def stop_child(child: Child, timeout: float = STOP_TIMEOUT_S) -> int:
-    """SIGTERM by PID, SIGKILL after `timeout`; returns the exit code (reaped, no zombie)."""
+    """SIGTERM by PID, SIGKILL after `timeout`; returns the exit code (reaped, no zombie).
+
+    The SIGKILL goes to the child's process group (its own session's, whose id is its PID), so
+    the workers of a `uvicorn --workers N` that did not stop in time go with their master.
+    """
     if child.exited() is None:
         try:
             os.kill(child.pid, signal.SIGTERM)
             return child.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.kill(child.pid, signal.SIGKILL)
+            # Not reaped yet, so the PID, and with it the group id, is still the child's.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     return child.process.wait()

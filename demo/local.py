@@ -3,6 +3,10 @@
 Everything listens on 127.0.0.1 and writes under one directory (default `./var`): JSON logs in
 `log/<service>.log`, console output in `log/<name>.out`, Prometheus and Alertmanager data and
 their rendered configs. SIGINT or SIGTERM stops every child by PID, the load first.
+
+With `workers` above 1, each service runs `uvicorn --workers N` with a fresh metrics directory
+of its own (PROMETHEUS_MULTIPROC_DIR, a temporary directory removed when the demo stops), so
+its `/metrics`, answered by any worker, serves the sums over all of them with exemplars.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,11 +30,16 @@ import httpx
 
 from demo import stack_config
 from demo.children import Child, Children
+from instrumentation.multiprocess import ENV as MULTIPROC_ENV
+from instrumentation.multiprocess import process_alive, worker_pids
 
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 STARTUP_TIMEOUT_S = 30.0
-SERVICES = ("analysis", "api")
+SERVICES = ("analysis", "api")  # in start order
+SHOWN_SERVICES = ("api", "analysis")
 DEFAULT_PORTS = {"api": 8000, "analysis": 8001, "prometheus": 9090, "alertmanager": 9093}
+# uvicorn workers per service: each is a full Python process (~60 MiB), so keep it a demo.
+MAX_WORKERS = 16
 
 
 class StartupError(RuntimeError):
@@ -54,6 +64,13 @@ class LocalOptions:
     prometheus: bool = True
     scrape_interval: str | None = None
     environment: str = "local"
+    # uvicorn workers of each service (api, analysis); above 1, in prometheus_client's
+    # multiprocess mode with a metrics directory of each service's own.
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, not {self.workers}")
 
 
 def choose_port(requested: int | None, preferred: int) -> int:
@@ -87,6 +104,7 @@ class LocalStack:
         self.children = Children()
         self.urls: dict[str, str] = {}
         self.notes: list[str] = []
+        self.metrics_dirs: dict[str, Path] = {}
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -109,10 +127,31 @@ class LocalStack:
             }
             if "alertmanager" in self.urls:
                 env["ALERTMANAGER_URL"] = self.urls["alertmanager"]
-            cmd = [sys.executable, "-m", "uvicorn", f"demo.{service}:app"]
-            cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+            metrics_dir = self._metrics_dir(service)
+            if metrics_dir is not None:
+                env[MULTIPROC_ENV] = str(metrics_dir)
+            cmd = service_command(service, port, self.options.workers)
             child = self._start(service, cmd, env=env)
             self._wait_ready(child, f"{self.urls[service]}/health")
+            if metrics_dir is not None:
+                self._wait_workers(child, metrics_dir, self.options.workers)
+
+    def _metrics_dir(self, service: str) -> Path | None:
+        """A fresh, empty metrics directory for `service`'s workers; None for one worker."""
+        if self.options.workers == 1:
+            return None
+        directory = Path(tempfile.mkdtemp(prefix=f"corrstack-demo-{service}-metrics-"))
+        self.metrics_dirs[service] = directory
+        return directory
+
+    def remove_metrics_dirs(self) -> list[Path]:
+        """Remove the services' metrics directories (their servers have stopped)."""
+        removed = []
+        while self.metrics_dirs:
+            _, directory = self.metrics_dirs.popitem()
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+        return removed
 
     def start_alert_receiver(self) -> None:
         """The stack's webhook receiver: Alertmanager's notifications as JSON log lines."""
@@ -228,21 +267,67 @@ class LocalStack:
             self.stop.wait(0.2)
         raise StartupError(f"{child.name} not ready at {url} in {STARTUP_TIMEOUT_S:g} s")
 
+    def _wait_workers(self, child: Child, directory: Path, workers: int) -> None:
+        """Until `workers` live processes have their metrics files in `directory`: each worker
+        allocates them when the app is created, before it serves."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                raise Stopped
+            if child.exited() is not None:
+                raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
+            if len(live_workers(directory)) >= workers:
+                return
+            self.stop.wait(0.2)
+        raise StartupError(
+            f"{child.name}: {len(live_workers(directory))} of {workers} workers started in "
+            f"{STARTUP_TIMEOUT_S:g} s, see {child.output}"
+        )
+
     def describe(self) -> Iterator[str]:
         yield "corrstack demo running on 127.0.0.1 (Ctrl-C stops everything):"
         for name in ("api", "analysis", "prometheus", "alertmanager", "webhook-receiver"):
             if name in self.urls:
                 logs_itself = name in SERVICES or name == "webhook-receiver"
                 where = f"{self.log_dir / name}.log" if logs_itself else f"{self.log_dir}/"
-                yield f"  {name:<17} {self.urls[name]:<24}  logs {where}"
+                workers = workers_text(self.options.workers) if name in SERVICES else ""
+                yield f"  {name:<17} {self.urls[name]:<24}  {workers:<10} logs {where}"
         load = f"{self.options.rate:g} req/s, {self.options.users} users"
-        yield f"  {'loadgen':<17} {load:<24}  logs {self.log_dir / 'loadgen'}.log"
+        yield f"  {'loadgen':<17} {load:<24}  {'':<10} logs {self.log_dir / 'loadgen'}.log"
+        for service in SHOWN_SERVICES:
+            if service in self.metrics_dirs:
+                yield (
+                    f"  {service}'s {self.options.workers} workers share "
+                    f"{MULTIPROC_ENV}={self.metrics_dirs[service]} (removed at exit)"
+                )
         yield "Follow one request through both services:"
         yield (
             f"  curl -s -X POST -H 'X-Correlation-ID: try-me-1' -H 'Content-Type: application/json'"
             f" -d '{{}}' {self.url('api')}/api/user/user-0042/analysis"
         )
         yield f"  grep -h try-me-1 {self.log_dir}/api.log {self.log_dir}/analysis.log"
+
+
+def service_command(service: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn serving `demo.<service>:app` on 127.0.0.1:`port`; `--workers` only above 1."""
+    cmd = [sys.executable, "-m", "uvicorn", f"demo.{service}:app"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    return cmd
+
+
+def workers_text(workers: int) -> str:
+    return "1 worker" if workers == 1 else f"{workers} workers"
+
+
+def live_workers(directory: Path) -> set[int]:
+    """The live processes that have metrics files in `directory`."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return set()
+    return {pid for pid in worker_pids(names) if process_alive(pid)}
 
 
 def run(options: LocalOptions, out: Callable[[str], None] = print) -> int:
@@ -280,6 +365,10 @@ def run(options: LocalOptions, out: Callable[[str], None] = print) -> int:
                 code = code or 1
             else:
                 out(f"Stopped {', '.join(codes) or 'nothing'}")
+            # After the services stopped: no worker writes there any more.
+            removed = stack.remove_metrics_dirs()
+            if removed:
+                out(f"Removed the metrics directories {', '.join(map(str, removed))}")
     return code
 
 

