@@ -69,6 +69,11 @@ def multiprocess_directory() -> str | None:
     # prometheus_client still honours the old lower-case spelling.
     path = env("PROMETHEUS_MULTIPROC_DIR") or env("prometheus_multiproc_dir")
     active = bool(getattr(_client_values.ValueClass, "_multiprocess", False))
+    if active and not path:  # it turns the mode on when the variable merely exists
+        raise MultiprocessDirectoryError(
+            f"{ENV} is set but empty: prometheus_client would write its files into the working "
+            "directory; name an empty directory of the server's own, or unset the variable"
+        )
     if path and not active:
         raise MultiprocessDirectoryError(
             f"{ENV} is set but prometheus_client was imported before it was, so metrics are "

@@ -292,6 +292,21 @@ def test_the_variable_set_after_prometheus_client_was_imported_fails_loudly(
         multiprocess.multiprocess_directory()
 
 
+def test_an_empty_variable_fails_at_startup_not_with_files_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    # prometheus_client turns multiprocess mode on when the variable merely exists.
+    done = subprocess.run(
+        [sys.executable, "-c", "import tests.apps.workers_app"],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "LOG_FILE": os.devnull},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert b"PROMETHEUS_MULTIPROC_DIR is set but empty" in done.stderr, done.stderr[-2000:]
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[callable]:
     """Mount a real tmpfs (root only); CI, where it must work, fails instead of skipping."""
