@@ -1,5 +1,6 @@
-# The corrstack demo services (api, analysis) and the load generator, one process per
-# container: prometheus_client's multiprocess mode drops exemplars, so scale by replicas.
+# The corrstack demo services (api, analysis) and the load generator. The services run
+# `uvicorn --workers ${API_WORKERS:-1}` in compose, with their metrics on a tmpfs
+# (PROMETHEUS_MULTIPROC_DIR, docs/stack.md "Several workers per service").
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -6,7 +6,8 @@ SERVICE_NAME, ENVIRONMENT, LOG_LEVEL, LOG_LEVELS, LOG_FILE and LOG_BUFFER_BYTES 
 in the master, and a bad value stops gunicorn before it forks a worker.
 
 Several workers (`-w N` or WEB_CONCURRENCY) need PROMETHEUS_MULTIPROC_DIR in gunicorn's
-environment, an empty directory of the server's own (docs/stack.md, "Several workers").
+environment, an empty directory of the server's own (docs/stack.md, "Several workers per
+service").
 """
 
 from typing import Any
