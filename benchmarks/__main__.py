@@ -17,19 +17,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import multiprocess_mode
 from benchmarks.apps import APPS
 from benchmarks.http_load import load_app, wrk_available
 from benchmarks.record_worker import FORMATTERS
 from benchmarks.report import (
+    BARE,
     http_summary,
     inprocess_summary,
     markdown,
+    multiprocess_summary,
     records_summary,
     targets,
 )
-from benchmarks.rounds import interleaved, run_worker
+from benchmarks.rounds import interleaved, run_request_worker, run_worker
 
-PARTS = ("inprocess", "http", "records")
+PARTS = ("inprocess", "multiprocess", "http", "records")
+_REQUEST_MODES = {"inprocess": "in-process", "multiprocess": "multiprocess mode"}
 STDLIB_BASELINE = "stdlib"
 _PACKAGES = (
     "fastapi",
@@ -81,10 +85,14 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the markdown tables here")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"any of {','.join(PARTS)}")
-    parser.add_argument("--apps", help=f"comma-separated subset of {','.join(APPS)}")
+    parser.add_argument(
+        "--apps",
+        help=f"comma-separated subset of {','.join(APPS)} (in-process and HTTP parts; the "
+        f"multiprocess part measures {','.join([BARE, *multiprocess_mode.NAMES])})",
+    )
     parser.add_argument("--formatters", help=f"comma-separated subset of {','.join(FORMATTERS)}")
-    parser.add_argument("--rounds", type=int, help="in-process and per-record rounds")
-    parser.add_argument("--requests", type=int, help="timed requests per in-process measurement")
+    parser.add_argument("--rounds", type=int, help="per-request and per-record rounds")
+    parser.add_argument("--requests", type=int, help="timed requests per per-request measurement")
     parser.add_argument("--records", type=int, help="timed records per per-record measurement")
     parser.add_argument("--http-rounds", type=int)
     parser.add_argument("--http-seconds", type=int, help="wrk duration per app and round")
@@ -136,17 +144,25 @@ def run(argv: list[str]) -> dict[str, Any]:
     settings = _settings(args)
     results: dict[str, Any] = {"meta": _meta(settings)}
 
-    if "inprocess" in parts:
-        print("per request, in-process:", file=sys.stderr)
+    # The in-process and multiprocess-mode measurements share one interleaved set (and bare).
+    single = apps if "inprocess" in parts else []
+    multi = [BARE, *multiprocess_mode.NAMES] if "multiprocess" in parts else []
+    requested = list(dict.fromkeys([*single, *multi]))
+    if requested:
+        modes = [m for part, m in _REQUEST_MODES.items() if part in parts]
+        print(f"per request, {' and '.join(modes)}:", file=sys.stderr)
         rounds = interleaved(
-            apps,
+            requested,
             settings.rounds,
-            lambda app: run_worker(
-                "benchmarks.request_worker", app, settings.requests, settings.chunks
-            ),
+            lambda name: run_request_worker(name, settings.requests, settings.chunks),
             _progress,
         )
-        results["inprocess"] = inprocess_summary(rounds)
+        if single:
+            results["inprocess"] = inprocess_summary({name: rounds[name] for name in single})
+        if multi:
+            results["multiprocess"] = multiprocess_summary(
+                {name: rounds[name] for name in multi}, results.get("inprocess")
+            )
     if "http" in parts:
         if not wrk_available():
             raise SystemExit("the http part needs `wrk` on PATH (apt-get install wrk)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.apps import REQUEST_PATH
+from benchmarks.multiprocess_mode import child_environment
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -126,6 +127,7 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
             "warning",
         ],
         cwd=PROJECT_ROOT,
+        env=child_environment(None),  # one process: an inherited PROMETHEUS_MULTIPROC_DIR removed
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,8 +7,12 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchmarks.multiprocess_mode import name as multiprocess_name
+from benchmarks.multiprocess_mode import split
+
 BARE = "bare"
 OURS = "corrstack"
+PEER = "prometheus_fastapi_instrumentator"  # the peer with a multiprocess mode of its own
 
 
 @dataclass(frozen=True)
@@ -39,25 +43,46 @@ def _median(rounds: list[dict[str, float]], key: str) -> float:
     return statistics.median(result[key] for result in rounds)
 
 
-def inprocess_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    """CPU µs/request (median of rounds), overhead over bare, corrstack's overhead ÷ each one's."""
+def inprocess_summary(
+    rounds: dict[str, list[dict[str, float]]], ours: str = OURS
+) -> dict[str, Any]:
+    """CPU µs/request (median of rounds), overhead over bare, `ours`'s overhead ÷ each one's."""
     medians = {name: _median(results, "cpu_us") for name, results in rounds.items()}
     bare = medians.get(BARE)
     overheads = {name: None if bare is None else us - bare for name, us in medians.items()}
-    ours = overheads.get(OURS)
+    our_overhead = overheads.get(ours)
     apps = {
         name: {
             "us_per_request": medians[name],
             "wall_us_per_request": _median(results, "wall_us"),
             "overhead_us": overheads[name],
             "corrstack_overhead_ratio": (
-                None if name in (BARE, OURS) else _ratio(ours, overheads[name])
+                None if name in (BARE, ours) else _ratio(our_overhead, overheads[name])
             ),
             "rounds": results,
         }
         for name, results in rounds.items()
     }
     return {"apps": apps}
+
+
+def multiprocess_summary(
+    rounds: dict[str, list[dict[str, float]]], single_process: dict[str, Any] | None
+) -> dict[str, Any]:
+    """As `inprocess_summary`, for the apps in multiprocess mode (overheads over the same bare),
+    with each app's single-process overhead beside it when the in-process part measured it."""
+    summary = inprocess_summary(rounds, ours=multiprocess_name(OURS))
+    measured = (single_process or {}).get("apps", {})
+    for name, app in summary["apps"].items():
+        if name == BARE:
+            continue
+        alone: float | None = measured.get(split(name)[0], {}).get("overhead_us")
+        app["single_process_overhead_us"] = alone
+        overhead = app["overhead_us"]
+        app["added_by_multiprocess_us"] = (
+            None if alone is None or overhead is None else overhead - alone
+        )
+    return summary
 
 
 def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
@@ -104,6 +129,7 @@ def records_summary(rounds: dict[str, list[dict[str, float]]], baseline: str) ->
 def targets(results: dict[str, Any]) -> list[Target]:
     """The issue's targets, each a ratio measured in this run."""
     inprocess = results.get("inprocess", {}).get("apps", {})
+    multiprocess = results.get("multiprocess", {}).get("apps", {})
     records = results.get("records", {}).get("formatters", {})
     http = results.get("http", {}).get("apps", {})
 
@@ -114,7 +140,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     return [
         Target(
             "in-process overhead ÷ prometheus-fastapi-instrumentator's",
-            overhead_ratio("prometheus_fastapi_instrumentator"),
+            overhead_ratio(PEER),
             limit=1.0,
             at_most=True,
         ),
@@ -122,6 +148,12 @@ def targets(results: dict[str, Any]) -> list[Target]:
             "in-process overhead ÷ asgi-correlation-id + python-json-logger's",
             overhead_ratio("asgi_correlation_id"),
             limit=0.5,
+            at_most=True,
+        ),
+        Target(
+            "multiprocess-mode overhead ÷ prometheus-fastapi-instrumentator's in that mode",
+            multiprocess.get(multiprocess_name(PEER), {}).get("corrstack_overhead_ratio"),
+            limit=1.0,
             at_most=True,
         ),
         Target(
@@ -159,6 +191,23 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(
                 f"| {name} | {_num(app['us_per_request'])} | {_num(app['wall_us_per_request'])} "
                 f"| {_num(app['overhead_us'])} | {_num(app['corrstack_overhead_ratio'], 2)} |"
+            )
+        out.append("")
+    if "multiprocess" in results:
+        out += [
+            "### Per request, multiprocess mode (PROMETHEUS_MULTIPROC_DIR, a fresh directory per "
+            "process; CPU µs, median of rounds)",
+            "",
+            "| app | µs/request | wall µs | overhead µs | single-process overhead µs "
+            "| added by multiprocess µs | corrstack overhead ÷ this |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, app in results["multiprocess"]["apps"].items():
+            out.append(
+                f"| {name} | {_num(app['us_per_request'])} | {_num(app['wall_us_per_request'])} "
+                f"| {_num(app['overhead_us'])} | {_num(app.get('single_process_overhead_us'))} "
+                f"| {_num(app.get('added_by_multiprocess_us'))} "
+                f"| {_num(app['corrstack_overhead_ratio'], 2)} |"
             )
         out.append("")
     if "http" in results:

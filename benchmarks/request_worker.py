@@ -3,17 +3,22 @@
 `python -m benchmarks.request_worker APP REQUESTS CHUNKS` builds APP, checks that the route
 answers 200, warms up, then times CHUNKS batches of REQUESTS/CHUNKS requests and prints the
 median µs per request. The receive/send pair does nothing, so the figure is the app's own cost.
+APP may name an app in multiprocess mode (``corrstack[multiprocess]``): its process must start
+with PROMETHEUS_MULTIPROC_DIR set, and after warm-up the mode is checked to be in use
+(`benchmarks.multiprocess_mode`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from time import perf_counter_ns, process_time_ns
 from typing import Any
 
 from starlette.types import ASGIApp, Message
 
+from benchmarks import multiprocess_mode
 from benchmarks.apps import REQUEST_PATH, build
 from benchmarks.worker_result import Timing, emit
 
@@ -64,12 +69,20 @@ async def check_route(app: ASGIApp) -> None:
         raise SystemExit(f"{REQUEST_PATH} answered {statuses}, not [200]")
 
 
-async def time_requests(app: ASGIApp, requests: int, chunks: int) -> list[Timing]:
-    """CPU and wall µs per request of each of `chunks` timed batches, after a warm-up batch."""
+async def time_requests(
+    app: ASGIApp,
+    requests: int,
+    chunks: int,
+    after_warm_up: Callable[[int], Awaitable[None]] | None = None,
+) -> list[Timing]:
+    """CPU and wall µs per request of each of `chunks` timed batches, after a warm-up batch;
+    `after_warm_up(requests served so far)` runs between the two, untimed."""
     await check_route(app)
     batch = max(1, requests // chunks)
     for _ in range(batch):
         await app(fresh_scope(), _receive, _discard)
+    if after_warm_up is not None:
+        await after_warm_up(1 + batch)
     per_chunk: list[Timing] = []
     for _ in range(chunks):
         cpu, wall = process_time_ns(), perf_counter_ns()
@@ -81,8 +94,13 @@ async def time_requests(app: ASGIApp, requests: int, chunks: int) -> list[Timing
 
 def main(argv: list[str]) -> None:
     name, requests, chunks = argv[0], int(argv[1]), int(argv[2])
-    app = build(name)
-    emit(name, asyncio.run(time_requests(app, requests, chunks)))
+    multiprocess_mode.check_environment(name)
+    app = build(multiprocess_mode.split(name)[0])
+
+    async def verify(served: int) -> None:
+        await multiprocess_mode.verify(name, app, served)
+
+    emit(name, asyncio.run(time_requests(app, requests, chunks, verify)))
 
 
 if __name__ == "__main__":

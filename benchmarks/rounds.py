@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from benchmarks import multiprocess_mode
 from benchmarks.http_load import PROJECT_ROOT
 from benchmarks.worker_result import parse
 
@@ -34,12 +35,16 @@ def interleaved(
     return results
 
 
-def run_worker(module: str, name: str, count: int, chunks: int) -> dict[str, float]:
+def run_worker(
+    module: str, name: str, count: int, chunks: int, metrics_directory: str | None = None
+) -> dict[str, float]:
     """Run `python -m <module> name count chunks` in a fresh process; its CPU and wall µs per
-    operation."""
+    operation. With `metrics_directory`, the process starts with PROMETHEUS_MULTIPROC_DIR set to
+    it; without, with the variable removed (`multiprocess_mode.child_environment`)."""
     done = subprocess.run(
         [sys.executable, "-m", module, name, str(count), str(chunks)],
         cwd=PROJECT_ROOT,
+        env=multiprocess_mode.child_environment(metrics_directory),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -49,3 +54,12 @@ def run_worker(module: str, name: str, count: int, chunks: int) -> dict[str, flo
         raise RuntimeError(f"{module} {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result = parse(done.stdout)
     return {"cpu_us": float(result["us"]), "wall_us": float(result["wall_us"])}
+
+
+def run_request_worker(name: str, count: int, chunks: int) -> dict[str, float]:
+    """One per-request measurement; a multiprocess one in a fresh metrics directory of its own,
+    removed when the process has exited."""
+    if not multiprocess_mode.split(name)[1]:
+        return run_worker("benchmarks.request_worker", name, count, chunks)
+    with multiprocess_mode.metrics_directory() as directory:
+        return run_worker("benchmarks.request_worker", name, count, chunks, directory)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,12 +23,15 @@ from benchmarks.record_worker import FORMATTERS
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_benchmarks(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+def run_benchmarks(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str]:
     out, table = tmp_path / "results.json", tmp_path / "results.md"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)]
     subprocess.run(
         [*command, "--markdown", str(table), *args],
         cwd=ROOT,
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=120,
@@ -40,21 +44,33 @@ def positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-def test_inprocess_and_record_parts_measure_every_app_and_formatter(tmp_path: Path) -> None:
+MULTIPROCESS_APPS = {
+    "bare",
+    "corrstack[multiprocess]",
+    "prometheus_fastapi_instrumentator[multiprocess]",
+}
+MULTIPROCESS_TARGET = (
+    "multiprocess-mode overhead ÷ prometheus-fastapi-instrumentator's in that mode"
+)
+
+
+def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: Path) -> None:
     results, table = run_benchmarks(
         tmp_path,
-        "--parts", "inprocess,records",
+        "--parts", "inprocess,multiprocess,records",
         "--rounds", "1",
         "--requests", "200",
         "--records", "500",
     )  # fmt: skip
     apps = results["inprocess"]["apps"]
+    multiprocess = results["multiprocess"]["apps"]
     formatters = results["records"]["formatters"]
     assert set(apps) == set(APPS)
+    assert set(multiprocess) == MULTIPROCESS_APPS
     assert set(formatters) == set(FORMATTERS)
     figures = {
         (name, key): app[key]
-        for name, app in apps.items()
+        for name, app in [*apps.items(), *multiprocess.items()]
         for key in ("us_per_request", "wall_us_per_request")
     } | {
         (name, key): formatter[key]
@@ -63,10 +79,66 @@ def test_inprocess_and_record_parts_measure_every_app_and_formatter(tmp_path: Pa
     }
     assert all(positive(value) for value in figures.values()), figures
     assert all(math.isfinite(app["overhead_us"]) for app in apps.values())
+    # One interleaved set: the multiprocess-mode overheads are over the same bare measurement.
+    assert multiprocess["bare"]["rounds"] == apps["bare"]["rounds"]
+    for name in MULTIPROCESS_APPS - {"bare"}:
+        alone = apps[name.removesuffix("[multiprocess]")]["overhead_us"]
+        assert multiprocess[name]["single_process_overhead_us"] == alone
+        assert math.isfinite(multiprocess[name]["added_by_multiprocess_us"])
     verdicts = {target["name"]: target["verdict"] for target in results["targets"]}
-    assert len(verdicts) == 4 and "HTTP throughput ÷ bare" in verdicts
+    assert len(verdicts) == 5 and "HTTP throughput ÷ bare" in verdicts
     assert verdicts["HTTP throughput ÷ bare"] == "n/a"  # the HTTP part did not run
-    assert all(f"| {name} |" in table for name in [*APPS, *FORMATTERS])
+    assert verdicts[MULTIPROCESS_TARGET] in ("PASS", "MISS")
+    assert all(f"| {name} |" in table for name in [*APPS, *MULTIPROCESS_APPS, *FORMATTERS])
+
+
+def test_multiprocess_part_alone_runs_each_measurement_in_a_directory_it_removes(
+    tmp_path: Path,
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**os.environ, "TMPDIR": str(temporary), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    results, _ = run_benchmarks(
+        tmp_path, "--parts", "multiprocess", "--rounds", "1", "--requests", "200", env=env
+    )
+    assert set(results) == {"meta", "multiprocess", "targets"}
+    apps = results["multiprocess"]["apps"]
+    assert set(apps) == MULTIPROCESS_APPS
+    ratio = apps["prometheus_fastapi_instrumentator[multiprocess]"]["corrstack_overhead_ratio"]
+    verdicts = {target["name"]: target for target in results["targets"]}
+    assert verdicts[MULTIPROCESS_TARGET]["value"] == ratio
+    assert apps["corrstack[multiprocess]"]["single_process_overhead_us"] is None
+    assert list(temporary.iterdir()) == []
+    # No measurement used the inherited PROMETHEUS_MULTIPROC_DIR: each got a fresh one.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md", "tmp"]
+
+
+@pytest.mark.parametrize(
+    ("name", "directory_set", "refusal"),
+    [
+        ("corrstack[multiprocess]", False, "needs PROMETHEUS_MULTIPROC_DIR set"),
+        ("corrstack", True, "single-process measurement but PROMETHEUS_MULTIPROC_DIR is set"),
+        # An app that writes no metrics cannot pass for one in multiprocess mode.
+        ("bare[multiprocess]", True, "not measuring multiprocess mode: no metrics file"),
+    ],
+)
+def test_request_worker_refuses_a_mode_it_is_not_measuring(
+    tmp_path: Path, name: str, directory_set: bool, refusal: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    if directory_set:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.request_worker", name, "10", "1"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert refusal in done.stderr
 
 
 @pytest.mark.integration
