@@ -155,13 +155,20 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether `pid` runs; one that exited and waits to be reaped (a zombie) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, someone else's
-    return True
+        pass  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return not os.path.exists("/proc/self")  # reaped meanwhile, unless there is no /proc
+    except (OSError, IndexError):
+        return True  # kill(0) is all there is
 
 
 def worker_pids(names: list[str]) -> set[int]:

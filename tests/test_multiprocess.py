@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -158,6 +159,21 @@ def test_a_dead_workers_in_progress_gauge_is_not_counted(metrics_dir: Path) -> N
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
     assert list(metrics_dir.glob("gauge_livesum_*.db"))
     assert 'route="/slow"' not in openmetrics(metrics_dir)
+
+
+def test_a_worker_that_exited_but_is_not_reaped_yet_counts_as_dead() -> None:
+    # uvicorn's supervisor reaps a killed worker up to half a second later.
+    child = subprocess.Popen(["true"])
+    try:
+        state = Path(f"/proc/{child.pid}/stat")
+        deadline = time.monotonic() + 10
+        while state.read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.01)
+        assert not multiprocess.process_alive(child.pid)
+        assert multiprocess.process_alive(os.getpid())
+    finally:
+        child.wait()
 
 
 def test_an_unreadable_file_is_left_out_and_counted_never_a_failed_scrape(
