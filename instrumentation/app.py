@@ -15,6 +15,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp
@@ -28,6 +29,7 @@ from instrumentation.multiprocess import multiprocess_directory
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.settings import safe_name
 from instrumentation.shared_metrics import shared_registry, start_worker
+from instrumentation.tracing import is_tracing_middleware
 from instrumentation.vocabulary import QUIET_PATHS
 
 _log = get_logger("corrstack.runtime")
@@ -126,13 +128,38 @@ def instrument_app(
         # Built on the first ASGI call (lifespan startup under uvicorn), after the server has
         # applied its own logging config: `uvicorn.run(app)` re-adds its text handlers.
         reclaim_server_loggers()
-        # Outside ServerErrorMiddleware, so even its 500 response passes through us.
-        return CorrelationMiddleware(
-            build_stack(), runtime=bound, routes=lambda: app.routes, quiet_paths=quiet_paths
-        )
+        stack = build_stack()
+
+        def correlation(inner: ASGIApp) -> ASGIApp:
+            return CorrelationMiddleware(
+                inner, runtime=bound, routes=lambda: app.routes, quiet_paths=quiet_paths
+            )
+
+        wrapped = app.build_middleware_stack is not build_with_correlation
+        return _place_correlation(stack, correlation, wrapped_by_another=wrapped)
 
     app.build_middleware_stack = build_with_correlation  # type: ignore[method-assign]
     return app
+
+
+def _place_correlation(
+    stack: ASGIApp, correlation: Callable[[ASGIApp], ASGIApp], *, wrapped_by_another: bool
+) -> ASGIApp:
+    """Where CorrelationMiddleware goes in the stack `build_middleware_stack` built."""
+    if isinstance(stack, ServerErrorMiddleware):
+        if is_tracing_middleware(stack.app):
+            # FastAPIInstrumentor ran first: OpenTelemetry's middleware, then us, so its
+            # server span is current all through, and ServerErrorMiddleware's 500 is ours.
+            tracing = stack.app
+            tracing.app = correlation(tracing.app)  # type: ignore[attr-defined]
+            return stack
+        if wrapped_by_another:
+            # Another instrumentation (FastAPIInstrumentor, instrumented after us) wraps
+            # this build and expects ServerErrorMiddleware back: go just inside it.
+            stack.app = correlation(stack.app)
+            return stack
+    # Outside ServerErrorMiddleware, so even its 500 response passes through us.
+    return correlation(stack)
 
 
 def _runtime_for(

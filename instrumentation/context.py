@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from instrumentation.sanitize import clean_field_value, clean_user_id
+from instrumentation.tracing import current_span_ids
 
 if TYPE_CHECKING:
     from instrumentation.runtime import Runtime
@@ -52,12 +53,16 @@ def current_user_id() -> str | None:
 
 
 def current_context() -> dict[str, Any]:
-    """A snapshot of the correlation context: IDs, user_id and extra bound fields."""
+    """A snapshot of the correlation context: IDs, user_id and extra bound fields (trace_id and
+    span_id of the current OpenTelemetry span, when one is current)."""
     context: dict[str, Any] = dict(fields_var.get())
     for name, var in _ID_VARS.items():
         value = var.get()
         if value is not None:
             context[name] = value
+    span = current_span_ids()
+    if span is not None:
+        context["trace_id"], context["span_id"] = span
     user_id = current_user_id()
     if user_id is not None:
         context["user_id"] = user_id

@@ -19,6 +19,7 @@ from instrumentation.context import (
 )
 from instrumentation.ids import valid_id
 from instrumentation.sanitize import clean_user_id
+from instrumentation.tracing import current_span_ids
 
 _LOGGED_MARK = "__corrstack_logged__"
 # Set on a record the filter has seen; an object no `extra=` can supply.
@@ -35,6 +36,9 @@ _SERVER_LOGGERS = frozenset({"uvicorn.error", "uvicorn", "gunicorn.error", "hype
 
 class CorrelationFilter(logging.Filter):
     """Put request_id, trace_id, span_id, user_id, bound fields, `seq` and `boot_id` on a record.
+
+    trace_id and span_id are the current OpenTelemetry span's when one is current
+    (`instrumentation.tracing`), else the request's own.
 
     Also drops a server's second report of an exception the middleware already logged:
     uvicorn logs "Exception in ASGI application" for every exception an app re-raises.
@@ -56,8 +60,18 @@ class CorrelationFilter(logging.Filter):
                 attrs["field_" + name] = attrs.pop(name)
         # Passed explicitly (extra=, keyword fields): validated like header values.
         attrs["request_id"] = _explicit_id(attrs, "request_id") or request_id_var.get()
-        attrs["trace_id"] = _explicit_id(attrs, "trace_id") or trace_id_var.get()
-        attrs["span_id"] = _explicit_id(attrs, "span_id") or span_id_var.get()
+        trace_id, span_id = _explicit_id(attrs, "trace_id"), _explicit_id(attrs, "span_id")
+        if trace_id is None or span_id is None:
+            # The OpenTelemetry span current where the line is written, else corrstack's own.
+            span = current_span_ids()
+            if span is None:
+                trace_id = trace_id or trace_id_var.get()
+                span_id = span_id or span_id_var.get()
+            else:
+                trace_id = trace_id or span[0]
+                span_id = span_id or span[1]
+        attrs["trace_id"] = trace_id
+        attrs["span_id"] = span_id
         user_id = attrs.get("user_id")
         attrs["user_id"] = current_user_id() if user_id is None else clean_user_id(str(user_id))
         bound = fields_var.get()

@@ -1,6 +1,7 @@
 """CorrelationMiddleware: pure ASGI, one correlation context per HTTP request.
 
-It binds its app's runtime and request_id, trace_id and span_id before the app runs, echoes
+It binds its app's runtime and request_id, trace_id and span_id before the app runs (the
+current OpenTelemetry span's trace_id and span_id when there is one), echoes
 `X-Correlation-ID` on the response, records the HTTP metrics with a `{request_id, trace_id}`
 exemplar, and writes exactly one access line. Placed outside Starlette's ServerErrorMiddleware
 (see `instrument_app`), the 500 response of an unhandled exception carries the header too.
@@ -31,6 +32,7 @@ from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.sanitize import clean_text, clean_user_id
+from instrumentation.tracing import current_span_ids, tracing_available
 from instrumentation.vocabulary import QUIET_PATHS, UNMATCHED_ROUTE
 
 HEADER = b"x-correlation-id"
@@ -115,6 +117,12 @@ class CorrelationMiddleware:
             return
         start = perf_counter()
         request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
+        span = current_span_ids()
+        if span is not None:  # OpenTelemetry's server span, which continued any traceparent
+            trace_id, span_id = span
+        # OpenTelemetry's middleware inside this one: its span is current only in the app.
+        late_span: tuple[str, str] | None = None
+        look_for_span = span is None and tracing_available()
         runtime_token = runtime_var.set(self.runtime)
         request_token = request_id_var.set(request_id)
         trace_token = trace_id_var.set(trace_id)
@@ -135,9 +143,11 @@ class CorrelationMiddleware:
         response_header = (HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, late_span, look_for_span
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if look_for_span:
+                    look_for_span, late_span = False, current_span_ids()
                 message = {**message, "headers": [*message.get("headers", ()), response_header]}
             await send(message)
 
@@ -159,8 +169,12 @@ class CorrelationMiddleware:
                     # A plain Starlette route under FastAPI's router, or a mounted app's
                     # route: the resolver knows its full template.
                     route = gauge_route
+                if late_span is not None:
+                    trace_id, span_id = late_span
                 self._record(method, route, status, duration, request_id, trace_id)
-                self._access_line(scope, method, route, status, duration, user_agent, error)
+                self._access_line(
+                    scope, method, route, status, duration, user_agent, error, late_span
+                )
             except Exception:  # a third-party log filter or handler must not fail the request
                 count_drop("access_line", "error")
             finally:
@@ -197,6 +211,7 @@ class CorrelationMiddleware:
         duration: float,
         user_agent: str,
         error: BaseException | None,
+        late_span: tuple[str, str] | None = None,
     ) -> None:
         path = scope["path"]
         if error is not None or status >= 500:
@@ -221,6 +236,8 @@ class CorrelationMiddleware:
         user_id = scope.get("path_params", {}).get("user_id")
         if user_id is not None:
             fields["user_id"] = clean_user_id(str(user_id))
+        if late_span is not None:
+            fields["trace_id"], fields["span_id"] = late_span
         exc_info = None
         if error is not None:
             if was_logged(error):  # e.g. error_tracker.track(error) already wrote the stack

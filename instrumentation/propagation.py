@@ -9,10 +9,15 @@ import httpx
 
 from instrumentation.context import request_id_var, span_id_var, trace_id_var
 from instrumentation.ids import format_traceparent
+from instrumentation.tracing import current_span_ids
 
 
 def correlation_headers() -> dict[str, str]:
     """Headers for an outbound call made while serving a request (empty outside one).
+
+    `traceparent` continues the current OpenTelemetry span when one is current (with
+    OpenTelemetry's httpx instrumentation active, it replaces this one by its client span's: one
+    header, the same trace), else the request's own trace.
 
     >>> requests.get(url, headers=correlation_headers())
     """
@@ -20,8 +25,8 @@ def correlation_headers() -> dict[str, str]:
     request_id = request_id_var.get()
     if request_id:
         headers["X-Correlation-ID"] = request_id
-    trace_id = trace_id_var.get()
-    span_id = span_id_var.get()
+    span = current_span_ids()  # the current OpenTelemetry span's, when there is one
+    trace_id, span_id = span if span is not None else (trace_id_var.get(), span_id_var.get())
     if trace_id and span_id:
         headers["traceparent"] = format_traceparent(trace_id, span_id)
     return headers
