@@ -171,6 +171,9 @@ async def test_an_unhandled_error_is_one_500_line_with_the_spans_trace(
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         response = await client.get("/boom", headers={"X-Correlation-ID": f"boom-{order}"})
     assert response.status_code == 500
+    # Outside Starlette's error middleware only when instrumented after FastAPIInstrumentor.
+    header = response.headers.get("x-correlation-id")
+    assert header == (f"boom-{order}" if order == "otel_first" else None)
     [access] = [r for r in log_capture.by_logger("corrstack.access") if r["path"] == "/boom"]
     assert access["status"] == 500 and access["error_type"] == "RuntimeError"
     assert access["trace_id"] == hex_ids(server_span(exporter, "/boom"))[0]
