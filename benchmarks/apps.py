@@ -137,8 +137,8 @@ def starlette_exporter() -> FastAPI:
     return app
 
 
-def opentelemetry() -> FastAPI:
-    """OpenTelemetry's FastAPI instrumentation with the SDK tracer, spans batched and dropped."""
+def _trace_with_opentelemetry(app: FastAPI) -> None:
+    """FastAPIInstrumentor with the SDK tracer, spans batched and dropped by the exporter."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -153,8 +153,27 @@ def opentelemetry() -> FastAPI:
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(DiscardingExporter()))
-    app = _app_with_route()
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+
+
+def opentelemetry() -> FastAPI:
+    """OpenTelemetry's FastAPI instrumentation with the SDK tracer, spans batched and dropped."""
+    app = _app_with_route()
+    _trace_with_opentelemetry(app)
+    return app
+
+
+def corrstack_opentelemetry() -> FastAPI:
+    """corrstack added to a service OpenTelemetry already traces: the `opentelemetry` app's
+    setup first, then exactly the `corrstack` app's; lines and exemplars carry the span's ids."""
+    from prometheus_client import CollectorRegistry
+
+    from instrumentation import instrument_app, setup_logging
+
+    setup_logging(service="bench", environment="bench", log_file=os.devnull, stream=_devnull())
+    app = _app_with_route()
+    _trace_with_opentelemetry(app)
+    instrument_app(app, service="bench", registry=CollectorRegistry())
     return app
 
 
@@ -165,6 +184,7 @@ APPS: dict[str, Callable[[], FastAPI]] = {
     "prometheus_fastapi_instrumentator": prometheus_fastapi_instrumentator,
     "starlette_exporter": starlette_exporter,
     "opentelemetry": opentelemetry,
+    "corrstack_opentelemetry": corrstack_opentelemetry,
 }
 
 

@@ -13,6 +13,8 @@ from benchmarks.multiprocess_mode import split
 BARE = "bare"
 OURS = "corrstack"
 PEER = "prometheus_fastapi_instrumentator"  # the peer with a multiprocess mode of its own
+OTEL = "opentelemetry"
+OURS_WITH_OTEL = "corrstack_opentelemetry"  # corrstack added to a service OpenTelemetry traces
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,53 @@ def inprocess_summary(
             "wall_us_per_request": _median(results, "wall_us"),
             "overhead_us": overheads[name],
             "corrstack_overhead_ratio": (
-                None if name in (BARE, ours) else _ratio(our_overhead, overheads[name])
+                None
+                if name in (BARE, ours, OURS_WITH_OTEL)
+                else _ratio(our_overhead, overheads[name])
             ),
             "rounds": results,
         }
         for name, results in rounds.items()
     }
-    return {"apps": apps}
+    summary: dict[str, Any] = {"apps": apps}
+    if OURS_WITH_OTEL in rounds:
+        summary["beside_opentelemetry"] = beside_opentelemetry(medians, rounds, "cpu_us")
+    return summary
+
+
+def beside_opentelemetry(
+    costs: dict[str, float], rounds: dict[str, list[dict[str, float]]], key: str
+) -> dict[str, Any]:
+    """corrstack's cost next to OpenTelemetry against alone, from each app's µs per request.
+
+    Overheads are over bare; what corrstack adds to a traced service is corrstack +
+    OpenTelemetry − OpenTelemetry, from the medians and, paired, round by round (the two were
+    measured in the same rounds). A missing app makes its figures None.
+    """
+
+    def over(app: str, base: str) -> float | None:
+        if app not in costs or base not in costs:
+            return None
+        return costs[app] - costs[base]
+
+    alone = over(OURS, BARE)
+    added = over(OURS_WITH_OTEL, OTEL)
+    by_round = (
+        [
+            ours[key] - otel[key]
+            for ours, otel in zip(rounds[OURS_WITH_OTEL], rounds[OTEL], strict=True)
+        ]
+        if OURS_WITH_OTEL in rounds and OTEL in rounds
+        else None
+    )
+    return {
+        "corrstack_overhead_us": alone,
+        "opentelemetry_overhead_us": over(OTEL, BARE),
+        "corrstack_opentelemetry_overhead_us": over(OURS_WITH_OTEL, BARE),
+        "corrstack_added_to_opentelemetry_us": added,
+        "added_to_opentelemetry_vs_alone": _ratio(added, alone),
+        "corrstack_added_to_opentelemetry_by_round_us": by_round,
+    }
 
 
 def multiprocess_summary(
@@ -106,7 +148,13 @@ def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
         }
         for name, figures in medians.items()
     }
-    return {"apps": apps}
+    summary: dict[str, Any] = {"apps": apps}
+    if OURS_WITH_OTEL in rounds:
+        cpu = {name: figures["server_cpu_us_per_request"] for name, figures in medians.items()}
+        summary["beside_opentelemetry"] = beside_opentelemetry(
+            cpu, rounds, "server_cpu_us_per_request"
+        )
+    return summary
 
 
 def records_summary(rounds: dict[str, list[dict[str, float]]], baseline: str) -> dict[str, Any]:
@@ -177,6 +225,28 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _beside_opentelemetry_table(title: str, beside: dict[str, Any]) -> list[str]:
+    by_round = beside["corrstack_added_to_opentelemetry_by_round_us"]
+    spread = f"{_num(min(by_round))} – {_num(max(by_round))}" if by_round else "–"
+    return [
+        title,
+        "",
+        "| | µs/request |",
+        "|---|---:|",
+        f"| corrstack alone: overhead over bare | {_num(beside['corrstack_overhead_us'])} |",
+        "| OpenTelemetry alone: overhead over bare "
+        f"| {_num(beside['opentelemetry_overhead_us'])} |",
+        "| corrstack + OpenTelemetry: overhead over bare "
+        f"| {_num(beside['corrstack_opentelemetry_overhead_us'])} |",
+        "| corrstack on top of OpenTelemetry (corrstack + OpenTelemetry − OpenTelemetry) "
+        f"| {_num(beside['corrstack_added_to_opentelemetry_us'])} |",
+        f"| … the same, round by round (min – max) | {spread} |",
+        "| … ÷ corrstack alone's overhead "
+        f"| {_num(beside['added_to_opentelemetry_vs_alone'], 2)} |",
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables of a run, for the terminal and docs/benchmarks.md."""
     out: list[str] = []
@@ -193,6 +263,11 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_num(app['overhead_us'])} | {_num(app['corrstack_overhead_ratio'], 2)} |"
             )
         out.append("")
+        if "beside_opentelemetry" in results["inprocess"]:
+            out += _beside_opentelemetry_table(
+                "### Beside OpenTelemetry, in-process (CPU µs, median of rounds)",
+                results["inprocess"]["beside_opentelemetry"],
+            )
     if "multiprocess" in results:
         out += [
             "### Per request, multiprocess mode (PROMETHEUS_MULTIPROC_DIR, a fresh directory per "
@@ -224,6 +299,11 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_num(app['p99_vs_bare'], 2)} | {_num(app['server_cpu_us_per_request'])} |"
             )
         out.append("")
+        if "beside_opentelemetry" in results["http"]:
+            out += _beside_opentelemetry_table(
+                "### Beside OpenTelemetry, over HTTP (server CPU µs/request, median of rounds)",
+                results["http"]["beside_opentelemetry"],
+            )
     if "records" in results:
         out += [
             "### Per log record (logging handler to /dev/null; CPU µs, median of rounds)",

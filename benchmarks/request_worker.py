@@ -5,7 +5,8 @@ answers 200, warms up, then times CHUNKS batches of REQUESTS/CHUNKS requests and
 median µs per request. The receive/send pair does nothing, so the figure is the app's own cost.
 APP may name an app in multiprocess mode (``corrstack[multiprocess]``): its process must start
 with PROMETHEUS_MULTIPROC_DIR set, and after warm-up the mode is checked to be in use
-(`benchmarks.multiprocess_mode`).
+(`benchmarks.multiprocess_mode`). The apps with or without OpenTelemetry are likewise checked to
+be on the tracing path their name says (`benchmarks.tracing_check`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message
 
-from benchmarks import multiprocess_mode
+from benchmarks import multiprocess_mode, tracing_check
 from benchmarks.apps import REQUEST_PATH, build
 from benchmarks.worker_result import Timing, emit
 
@@ -95,10 +96,12 @@ async def time_requests(
 def main(argv: list[str]) -> None:
     name, requests, chunks = argv[0], int(argv[1]), int(argv[2])
     multiprocess_mode.check_environment(name)
-    app = build(multiprocess_mode.split(name)[0])
+    app_name = multiprocess_mode.split(name)[0]
+    app = build(app_name)
 
     async def verify(served: int) -> None:
-        await multiprocess_mode.verify(name, app, served)
+        await multiprocess_mode.verify(name, app, served)  # first: it counts the requests served
+        await tracing_check.verify(app_name, app)
 
     emit(name, asyncio.run(time_requests(app, requests, chunks, verify)))
 

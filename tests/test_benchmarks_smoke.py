@@ -6,6 +6,7 @@ benchmark runs end to end and reports what it promises. The targets are checked 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from benchmarks.apps import APPS
+from benchmarks import tracing_check
+from benchmarks.apps import APPS, build
 from benchmarks.http_load import parse_wrk
 from benchmarks.record_worker import FORMATTERS
+from benchmarks.report import http_summary, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +88,17 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
         alone = apps[name.removesuffix("[multiprocess]")]["overhead_us"]
         assert multiprocess[name]["single_process_overhead_us"] == alone
         assert math.isfinite(multiprocess[name]["added_by_multiprocess_us"])
+    # corrstack next to OpenTelemetry, from the same medians as the table's overheads.
+    beside = results["inprocess"]["beside_opentelemetry"]
+    assert beside["corrstack_overhead_us"] == apps["corrstack"]["overhead_us"]
+    assert beside["opentelemetry_overhead_us"] == apps["opentelemetry"]["overhead_us"]
+    added = (
+        apps["corrstack_opentelemetry"]["us_per_request"] - apps["opentelemetry"]["us_per_request"]
+    )
+    assert beside["corrstack_added_to_opentelemetry_us"] == pytest.approx(added)
+    assert beside["corrstack_added_to_opentelemetry_by_round_us"] == [pytest.approx(added)]
+    assert math.isfinite(beside["added_to_opentelemetry_vs_alone"])
+    assert "### Beside OpenTelemetry, in-process" in table
     verdicts = {target["name"]: target["verdict"] for target in results["targets"]}
     assert len(verdicts) == 5 and "HTTP throughput ÷ bare" in verdicts
     assert verdicts["HTTP throughput ÷ bare"] == "n/a"  # the HTTP part did not run
@@ -141,6 +155,23 @@ def test_request_worker_refuses_a_mode_it_is_not_measuring(
     assert refusal in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("measured_as", "built", "refusal"),
+    [
+        # corrstack's figure is that of a process where OpenTelemetry is not set up.
+        ("corrstack", "opentelemetry", "OpenTelemetry is set up in this process"),
+        ("opentelemetry", "bare", "OpenTelemetry's middleware is not in the stack"),
+        ("corrstack_opentelemetry", "opentelemetry", "CorrelationMiddleware is not once inside"),
+    ],
+)
+def test_tracing_check_refuses_an_app_on_another_tracing_path(
+    measured_as: str, built: str, refusal: str
+) -> None:
+    app = build(built)
+    with pytest.raises(SystemExit, match=refusal):
+        asyncio.run(tracing_check.verify(measured_as, app))
+
+
 @pytest.mark.integration
 @pytest.mark.binary("wrk")
 def test_http_part_loads_bare_and_corrstack_under_uvicorn(tmp_path: Path) -> None:
@@ -186,3 +217,25 @@ def test_wrk_output_with_failed_requests_is_an_error() -> None:
     output = WRK_OUTPUT.replace("Requests/sec", "  Non-2xx or 3xx responses: 7\nRequests/sec")
     with pytest.raises(RuntimeError, match="Non-2xx"):
         parse_wrk(output)
+
+
+def test_http_summary_sets_corrstack_beside_opentelemetry_from_server_cpu() -> None:
+    cpu = {"bare": [100, 110], "corrstack": [170, 180], "opentelemetry": [400, 390]}
+    cpu["corrstack_opentelemetry"] = [480, 460]
+    rounds = {
+        name: [
+            {"requests_per_second": 1e6 / us, "p99_ms": us / 10, "server_cpu_us_per_request": us}
+            for us in values
+        ]
+        for name, values in cpu.items()
+    }
+    summary = http_summary(rounds)
+    beside = summary["beside_opentelemetry"]
+    assert beside["corrstack_overhead_us"] == 175 - 105
+    assert beside["opentelemetry_overhead_us"] == 395 - 105
+    assert beside["corrstack_added_to_opentelemetry_us"] == 470 - 395
+    assert beside["corrstack_added_to_opentelemetry_by_round_us"] == [80, 70]
+    assert beside["added_to_opentelemetry_vs_alone"] == pytest.approx(75 / 70)
+    assert "### Beside OpenTelemetry, over HTTP" in markdown({"http": summary, "targets": []})
+    del rounds["corrstack_opentelemetry"]
+    assert "beside_opentelemetry" not in http_summary(rounds)
