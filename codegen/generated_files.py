@@ -9,7 +9,9 @@ A build renders `{relative path: text}` and hands it to its `Generator`:
 
 Writing leaves a file whose bytes are already right untouched (its mtime too), so a rebuild
 changes nothing a file watcher or `make` would notice. `--check` writes nothing and names every
-file that differs, is missing, or has a generated file's suffix but is no longer generated.
+file that differs, is missing, or has a generated file's suffix but is no longer generated —
+unless the build shares its directory with files people write (`owns_out=False`, as in
+Grafana's provisioning directory), where only the build's own files are looked at.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class Generator:
     what: str
     command: str
     default_out: Path
+    # False when `out` also holds files nobody generates (a user's own datasources file next
+    # to the generated one): those are left alone, never reported as "not generated any more".
+    owns_out: bool = True
 
     def argument_parser(self, description: str) -> argparse.ArgumentParser:
         """A parser with the options every build has: `--out DIR` and `--check`."""
@@ -58,7 +63,7 @@ class Generator:
     ) -> int:
         """Write `files` into `out` (or check them); print what happened; the exit status."""
         if check:
-            problems = stale_files(out, files)
+            problems = stale_files(out, files, owns_out=self.owns_out)
             if problems:
                 print(
                     f"Stale {self.what} in {out}:",
@@ -72,14 +77,15 @@ class Generator:
             return 0
         written = write_files(out, files)
         print(f"{len(written)} of {len(files)} {self.what} written to {out}")
-        leftovers = _leftovers(out, files)
+        leftovers = _leftovers(out, files) if self.owns_out else []
         if leftovers:
             print(f"Not generated any more (delete them): {', '.join(leftovers)}", file=sys.stderr)
         return 0
 
 
-def stale_files(out: Path, files: Mapping[str, str]) -> list[str]:
-    """`<relative path>: <why>` for every file in `out` that a write would change or remove."""
+def stale_files(out: Path, files: Mapping[str, str], *, owns_out: bool = True) -> list[str]:
+    """`<relative path>: <why>` for every file in `out` that a write would change or remove
+    (with `owns_out=False`, only for the files of `files`)."""
     problems = []
     for relative, text in sorted(files.items()):
         path = out / relative
@@ -87,9 +93,10 @@ def stale_files(out: Path, files: Mapping[str, str]) -> list[str]:
             problems.append(f"{relative}: missing")
         elif path.read_bytes() != text.encode("utf-8"):
             problems.append(f"{relative}: differs from what the code generates")
-    problems += [
-        f"{relative}: not generated any more (delete it)" for relative in _leftovers(out, files)
-    ]
+    if owns_out:
+        problems += [
+            f"{relative}: not generated any more (delete it)" for relative in _leftovers(out, files)
+        ]
     return problems
 
 

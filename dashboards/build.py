@@ -1,8 +1,11 @@
-"""Write the Grafana dashboards as JSON: `python -m dashboards.build [--out DIR] [--check]`.
+"""Write Grafana's side of the stack: `python -m dashboards.build [--out DIR] [--check]`.
 
-One file per dashboard, `<uid>.json`, deterministic (sorted keys, two-space indent, trailing
-newline), so the committed files change only when a dashboard does. `--check` writes nothing:
-it exits 1 and names every file that differs from what the code would write (`codegen`).
+One file per dashboard, `dashboards/generated/<uid>.json`, deterministic (sorted keys,
+two-space indent, trailing newline), so the committed files change only when a dashboard does;
+and the datasources provisioning file, `config/grafana/provisioning/datasources/corrstack.yml`
+(`dashboards.datasources`), whose links must agree with the dashboards. `--out DIR` writes
+both into DIR. `--check` writes nothing: it exits 1 and names every file that differs from
+what the code would write (`codegen`).
 """
 
 from __future__ import annotations
@@ -18,14 +21,24 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from codegen import Generator
 from dashboards import config
 from dashboards.business import business
+from dashboards.datasources import FILE_NAME, datasources_file
 from dashboards.errors import errors
 from dashboards.request_trace import request_trace
 from dashboards.service_overview import service_overview
 from dashboards.system_health import system_health
 from instrumentation.vocabulary import DASHBOARD_UIDS
 
+_ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = Generator(
-    "dashboards", "python -m dashboards.build", Path(__file__).resolve().parent / "generated"
+    "dashboards", "python -m dashboards.build", _ROOT / "dashboards" / "generated"
+)
+# Grafana's datasources directory also takes the user's own files (a Tempo of theirs, say):
+# the build answers for its one file there and leaves the others alone.
+DATASOURCES = Generator(
+    "datasource provisioning files",
+    GENERATOR.command,
+    _ROOT / "config" / "grafana" / "provisioning" / "datasources",
+    owns_out=False,
 )
 COMMAND = GENERATOR.command
 FACTORIES = (service_overview, errors, request_trace, system_health, business)
@@ -50,9 +63,22 @@ def render_all() -> dict[str, str]:
     return {f"{model.uid}.json": render(model) for model in models}
 
 
+def render_datasources() -> dict[str, str]:
+    """{file name: YAML text} of the datasources provisioning, with `config.TRACE_BACKEND`."""
+    return {FILE_NAME: datasources_file(config.TRACE_BACKEND)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = GENERATOR.argument_parser("Write the Grafana dashboards.").parse_args(argv)
-    return GENERATOR.run(render_all(), args.out, check=args.check)
+    parser = GENERATOR.argument_parser(
+        "Write the Grafana dashboards and the datasources provisioning file."
+    )
+    args = parser.parse_args(argv)
+    dashboards_status = GENERATOR.run(render_all(), args.out, check=args.check)
+    # `--out DIR` takes every file of the build, so nothing lands in the repository.
+    default = args.out.resolve() == GENERATOR.default_out.resolve()
+    datasources_out = DATASOURCES.default_out if default else args.out
+    datasources_status = DATASOURCES.run(render_datasources(), datasources_out, check=args.check)
+    return max(dashboards_status, datasources_status)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ the build instead of producing a quietly wrong dashboard.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from instrumentation import vocabulary
+from instrumentation.settings import http_url
 from instrumentation.vocabulary import (
     ALERTMANAGER_DATASOURCE,
     BUSINESS_DASHBOARD,
@@ -97,6 +99,69 @@ ROUTINE_GENERATED = "routine_generated"
 COST_DAYS = "7d"
 # Active users are counted per bucket of this length (distinct user_id in each).
 ACTIVE_USERS_BUCKET = "5m"
+
+
+# --- Datasource provisioning (config/grafana/provisioning/datasources/corrstack.yml) ----------
+# Where Grafana reaches each datasource: the compose services and their ports.
+PROMETHEUS_URL = "http://prometheus:9090"
+LOKI_URL = "http://loki:3100"
+ALERTMANAGER_URL = "http://alertmanager:9093"
+# Prometheus's scrape interval (config/prometheus/prometheus.yml): Grafana's $__rate_interval is
+# never shorter than four of it.
+SCRAPE_INTERVAL = "5s"
+# An ID inside a JSON line, as the first group of a JavaScript regex (Grafana runs derived
+# fields in the browser). request_id: 1–64 of [A-Za-z0-9._:-]; trace_id: W3C, 32 lowercase hex,
+# so an unknown one ("trace_id":"") never matches.
+REQUEST_ID_IN_LINE = r'"request_id":\s*"([A-Za-z0-9._:-]{1,64})"'
+TRACE_ID_IN_LINE = r'"trace_id":\s*"([0-9a-f]{32})"'
+# A span's "logs" link opens the span's time range widened by these (Grafana interval syntax):
+# room for clock skew between hosts and for lines written as the span ends.
+SPAN_LOGS_START_SHIFT = "-1m"
+SPAN_LOGS_END_SHIFT = "1m"
+
+# A Grafana uid: 1-40 of letters, digits, `-` and `_`.
+_UID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+@dataclass(frozen=True)
+class TraceBackend:
+    """The trace datasource that latency exemplars and log lines link to by their trace_id.
+
+    `uid` is the uid of a trace datasource in Grafana (Tempo, Jaeger, Zipkin). With `url`, the
+    build also provisions it, as a Tempo datasource named `name` whose spans link back to the
+    log lines of their trace; without `url`, Grafana must have that datasource already.
+
+    >>> TraceBackend(uid="tempo", url="http://tempo:3200").url
+    'http://tempo:3200'
+    """
+
+    uid: str
+    url: str | None = None
+    name: str = "Tempo"
+
+    def __post_init__(self) -> None:
+        if not _UID.fullmatch(self.uid):
+            raise ValueError(
+                f"TRACE_BACKEND.uid={self.uid[:80]!r}: a Grafana uid is 1-40 characters of "
+                "A-Z a-z 0-9 - _"
+            )
+        if self.uid in vocabulary.DATASOURCE_UIDS:
+            raise ValueError(f"TRACE_BACKEND.uid={self.uid!r} is one of the stack's datasources")
+        if self.url is not None:
+            http_url("TRACE_BACKEND.url", self.url)
+        stack_names = {PROMETHEUS.name, LOKI.name, ALERTMANAGER.name}
+        if not self.name.strip() or not self.name.isprintable() or self.name in stack_names:
+            raise ValueError(
+                f"TRACE_BACKEND.name={self.name[:80]!r} must be a printable name that no other "
+                f"datasource has ({', '.join(sorted(stack_names))} are taken)"
+            )
+
+
+# Off by default. Set it, run `python -m dashboards.build` and restart Grafana, and every latency
+# exemplar and log line also links to the trace of its trace_id (docs/dashboards.md):
+#   TRACE_BACKEND = TraceBackend(uid="tempo", url="http://tempo:3200")  # provisions Tempo too
+#   TRACE_BACKEND = TraceBackend(uid="my-jaeger")  # a trace datasource Grafana already has
+TRACE_BACKEND: TraceBackend | None = None
 
 
 def validate() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def test_a_second_build_rewrites_nothing(
     capsys.readouterr()
     assert build(["--out", str(tmp_path)]) == 0
     assert _mtimes(tmp_path) == first
-    assert capsys.readouterr().out.startswith(f"0 of {len(first)} ")
+    # One line per kind of file the build writes (dashboards, their datasources file).
+    counts = [re.match(r"(\d+) of (\d+) ", line) for line in capsys.readouterr().out.splitlines()]
+    assert all(counts), counts
+    assert [int(m.group(1)) for m in counts if m] == [0] * len(counts)
+    assert sum(int(m.group(2)) for m in counts if m) == len(first)
 
 
 def test_write_then_check(
@@ -80,3 +85,22 @@ def test_check_writes_nothing(generator: Generator, tmp_path: Path) -> None:
 
 def test_the_command_for_the_default_directory_has_no_out(generator: Generator) -> None:
     assert generator.rerun_command(generator.default_out) == "python -m widgets.build"
+
+
+def test_a_shared_directory_keeps_the_files_nobody_generates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = Generator("widgets", "python -m widgets.build", tmp_path / "out", owns_out=False)
+    out = tmp_path / "out"
+    shared.run(FILES, out, check=False)
+    (out / "mine.json").write_text("{}\n")  # a person's own file next to the generated ones
+    capsys.readouterr()
+    assert shared.run(FILES, out, check=True) == 0
+    assert shared.run(FILES, out, check=False) == 0
+    assert "mine.json" not in capsys.readouterr().err
+    (out / "a.json").write_text("{ }\n")
+    assert shared.run(FILES, out, check=True) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  a.json: differs from what the code generates",
+        "Run: python -m widgets.build",
+    ]

@@ -6,8 +6,14 @@ or from the module itself.
 
 from dashboards.common.annotations import firing_alerts_annotation
 from dashboards.common.dashboard_defaults import new_dashboard
-from dashboards.common.links import dashboard_url, data_link, request_link, route_links
-from dashboards.common.logql import lines_with
+from dashboards.common.links import (
+    dashboard_url,
+    data_link,
+    explore_url,
+    request_link,
+    route_links,
+)
+from dashboards.common.logql import lines_with, lines_with_value
 from dashboards.common.panels import (
     Thresholds,
     logs_panel,
@@ -33,10 +39,12 @@ __all__ = [
     "datasource_ref",
     "environment_variable",
     "error_ratio",
+    "explore_url",
     "firing_alerts_annotation",
     "increase_sum",
     "latency_quantile",
     "lines_with",
+    "lines_with_value",
     "logs_panel",
     "loki_query",
     "new_dashboard",

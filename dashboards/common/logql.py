@@ -5,6 +5,8 @@ matched in the pipeline:
 
 >>> lines_with("request_id", "request_id", '{service=~".+"}')
 '{service=~".+"} |= "$request_id" | json | request_id="$request_id", request_id!=""'
+>>> lines_with_value("trace_id", "${__span.traceId}", '{service=~".+"}')
+'{service=~".+"} |= "${__span.traceId}" | json | trace_id="${__span.traceId}"'
 """
 
 from __future__ import annotations
@@ -20,3 +22,9 @@ def lines_with(field: str, variable: str, stream: str = config.EVERY_SERVICE_STR
     """
     value = f"${variable}"
     return f'{stream} |= "{value}" | json | {field}="{value}", {field}!=""'
+
+
+def lines_with_value(field: str, value: str, stream: str = config.EVERY_SERVICE_STREAM) -> str:
+    """Log lines whose JSON `field` equals `value`, a link variable Grafana fills in before the
+    query runs (`${__value.raw}`, `${__span.traceId}`), so it is never empty."""
+    return f'{stream} |= "{value}" | json | {field}="{value}"'

