@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
+import stat
 import sys
 import threading
 import time
@@ -42,6 +44,25 @@ def _write_all(fd: int, data: bytes) -> None:
         view = memoryview(data)[written:]
         while view:
             view = view[os.write(fd, view) :]
+
+
+def _write_whole_lines(fd: int, data: bytes) -> None:
+    """Write to a pipe in pieces of at most PIPE_BUF bytes, each ending at a line end.
+
+    The kernel keeps a pipe write of up to PIPE_BUF bytes whole; a larger one may be interleaved
+    with other writers' (several workers sharing a container's stdout). A line longer than
+    PIPE_BUF goes in one write of its own, and only such a line can still be split.
+    """
+    start, size = 0, len(data)
+    while start < size:
+        end = start + select.PIPE_BUF
+        if end < size:
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else data.find(b"\n", end) + 1 or size
+        else:
+            end = size
+        _write_all(fd, data[start:end])
+        start = end
 
 
 def descriptor_of(stream: object) -> int | None:
@@ -80,15 +101,22 @@ class DescriptorSink(StreamSink):
     stream's internal lock, and at exit the interpreter's own flush of stdout would abort on it.
     Through a duplicate of the descriptor, ours alone: if its owner closes the stream while a
     writer is still stuck, the number cannot be reused by another file that then gets our lines.
+    A pipe is written in pieces the kernel keeps whole (`_write_whole_lines`).
     """
 
     def __init__(self, stream: TextIO, fd: int, formatter: logging.Formatter | None = None) -> None:
         super().__init__(stream, formatter)
         self.fd = os.dup(fd)
         self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        # A pipe (a container's stdout) may be shared by several workers' writers.
+        self._pipe = stat.S_ISFIFO(os.fstat(self.fd).st_mode)
 
     def write(self, text: str) -> None:
-        _write_all(self.fd, text.encode(self.encoding, "backslashreplace"))
+        data = text.encode(self.encoding, "backslashreplace")
+        if self._pipe and len(data) > select.PIPE_BUF:
+            _write_whole_lines(self.fd, data)
+        else:
+            _write_all(self.fd, data)
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1

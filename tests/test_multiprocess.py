@@ -414,3 +414,47 @@ def test_workers_forked_after_the_app_was_imported_keep_their_own_ids_and_exempl
         if record["logger"] == "corrstack.access" and record.get("route") == ROUTE:
             boot_ids.setdefault(record["boot_id"], set()).add(record["seq"])
     assert len(boot_ids) == len(pids)  # one per worker, none inherited from the master
+
+
+# --- Several workers writing one stdout pipe (a container's log) --------------------------------
+
+
+def test_workers_sharing_a_stdout_pipe_never_tear_a_line() -> None:
+    # A pipe keeps a write whole only up to PIPE_BUF (4 KiB); batched writes are cut there, at
+    # line ends. The reader is slower than the writers, so the pipe is full and they block.
+    writer = textwrap.dedent(
+        """
+        import logging, sys
+        from instrumentation import flush_logging, setup_logging
+        setup_logging(service="w")
+        log = logging.getLogger("w")
+        for n in range(3000):
+            log.info("line %d %s", n, "x" * 300, extra={"worker": sys.argv[1]})
+        flush_logging()
+        """
+    )
+    read_end, write_end = os.pipe()
+    root = Path(__file__).resolve().parent.parent
+    writers = [
+        subprocess.Popen([sys.executable, "-c", writer, str(n)], stdout=write_end, cwd=root)
+        for n in range(3)
+    ]
+    os.close(write_end)
+    received = bytearray()
+    with os.fdopen(read_end, "rb") as pipe:
+        while chunk := pipe.read1(65536):
+            received += chunk
+            time.sleep(0.001)
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+    torn = []
+    counts: dict[str, int] = {}
+    for line in bytes(received).splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn.append(line[:80])
+            continue
+        if record["logger"] == "w":
+            counts[record["worker"]] = counts.get(record["worker"], 0) + 1
+    assert torn == []
+    assert counts == {"0": 3000, "1": 3000, "2": 3000}
