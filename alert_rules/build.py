@@ -5,8 +5,10 @@
     python -m alert_rules.build --out DIR --profile drill   # short windows, for a drill
 
 Output (paths relative to --out): prometheus/alerts.yml, prometheus/slo.yml, loki/rules.yml
-and, for the default profile, tests/<alert>.yml for `promtool test rules`. Files are written
-and checked by `codegen`, as the dashboards are.
+and, for the default profile, tests/<alert>.yml for `promtool test rules`. The same rules as
+Kubernetes objects (`alert_rules.kubernetes`: a PrometheusRule, the Loki rules ConfigMap) go
+to deploy/kubernetes/generated/, or to <--out>/kubernetes/ with --out. Files are written and
+checked by `codegen`, as the dashboards are.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from alert_rules import (
     cost_alerts,
     error_alerts,
     http_alerts,
+    kubernetes,
     loki_rules,
     platform_alerts,
     slo_rules,
@@ -30,11 +33,15 @@ from alert_rules.rule import group
 from alert_rules.runbook_links import add_runbook_links
 from alert_rules.unit_tests import Scenario, test_file
 from codegen import Generator
+from codegen.kubernetes import KUBERNETES_OUT, files_of, kubernetes_out
 
 GENERATOR = Generator(
     "rule files", "python -m alert_rules.build", Path(__file__).resolve().parent / "generated"
 )
+# deploy/kubernetes/generated/ is shared with dashboards.build: each answers for its own files.
+KUBERNETES = Generator("Kubernetes object files", GENERATOR.command, KUBERNETES_OUT, owns_out=False)
 PROMETHEUS_RULE_FILES = ("prometheus/alerts.yml", "prometheus/slo.yml")
+LOKI_RULE_FILES = ("loki/rules.yml",)
 
 _SCENARIOS: dict[str, Callable[[AlertConfig], list[Scenario]]] = {
     "high_error_rate": http_alerts.error_rate_scenarios,
@@ -85,19 +92,36 @@ def loki_document(config: AlertConfig) -> dict[str, Any]:
     return {"groups": [group("corrstack-logs", [loki_rules.error_log_spike(config)])]}
 
 
-def generated_files(config: AlertConfig, *, unit_tests: bool = True) -> dict[str, str]:
-    """{relative path: file text} for everything the build writes."""
+def rule_documents(config: AlertConfig) -> dict[str, dict[str, Any]]:
+    """{rule file: document}, runbook links added: what every output is made of."""
     documents = {
         "prometheus/alerts.yml": alerts_document(config),
         "prometheus/slo.yml": slo_document(config),
         "loki/rules.yml": loki_document(config),
     }
-    files = {path: to_yaml(add_runbook_links(document)) for path, document in documents.items()}
+    return {path: add_runbook_links(document) for path, document in documents.items()}
+
+
+def generated_files(config: AlertConfig, *, unit_tests: bool = True) -> dict[str, str]:
+    """{relative path: file text} for the rule files (and promtool tests) the build writes."""
+    files = {path: to_yaml(document) for path, document in rule_documents(config).items()}
     if unit_tests:
         rule_files = [f"../{path}" for path in PROMETHEUS_RULE_FILES]
         for name, scenarios in _SCENARIOS.items():
             files[f"tests/{name}.yml"] = to_yaml(test_file(rule_files, scenarios(config)))
     return files
+
+
+def kubernetes_files(config: AlertConfig) -> dict[str, str]:
+    """{file name: text} of the build's Kubernetes objects, and the kustomization."""
+    documents = rule_documents(config)
+    prometheus = {path: documents[path] for path in PROMETHEUS_RULE_FILES}
+    loki = {path: to_yaml(documents[path]) for path in LOKI_RULE_FILES}
+    objects = {
+        kubernetes.PROMETHEUS_RULE_FILE: [kubernetes.prometheus_rule(prometheus)],
+        kubernetes.LOKI_RULES_FILE: [kubernetes.loki_rules_config_map(loki)],
+    }
+    return files_of(GENERATOR.command, objects)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,7 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     default = args.profile == "default"
     files = generated_files(PROFILES[args.profile], unit_tests=default)
     options = () if default else ("--profile", args.profile)
-    return GENERATOR.run(files, args.out, check=args.check, options=options)
+    status = GENERATOR.run(files, args.out, check=args.check, options=options)
+    objects_status = KUBERNETES.run(
+        kubernetes_files(PROFILES[args.profile]),
+        kubernetes_out(args.out, GENERATOR.default_out),
+        check=args.check,
+        rerun=GENERATOR.rerun_command(args.out, options),
+    )
+    return max(status, objects_status)
 
 
 if __name__ == "__main__":

@@ -215,3 +215,19 @@ DRILL = DEFAULT.with_overrides(
 )
 
 PROFILES = {"default": DEFAULT, "drill": DRILL}
+
+# --- Kubernetes (deploy/kubernetes/generated/, deploy/helm/*.yaml) ----------------------------
+# kube-prometheus-stack's Prometheus selects every PrometheusRule (ruleSelectorNilUsesHelmValues:
+# false, all namespaces); `release` also matches the chart's default selector, as the
+# ServiceMonitor's does, should those values be left out.
+PROMETHEUS_RULE_NAME = "corrstack"
+PROMETHEUS_RULE_LABELS = {
+    "app.kubernetes.io/part-of": "corrstack",
+    "release": "kube-prometheus-stack",
+}
+# Loki's rules sidecar (deploy/helm/loki.yaml `sidecar.rules`) copies ConfigMaps with this label
+# from every namespace into the ruler's tenant directory, one file per data key: the key is
+# prefixed so another team's `rules.yml` in the same directory cannot replace ours.
+LOKI_RULES_CONFIG_MAP = "corrstack-loki-rules"
+LOKI_RULES_LABELS = {"app.kubernetes.io/part-of": "corrstack", "loki_rule": "1"}
+LOKI_RULES_KEY_PREFIX = "corrstack-"

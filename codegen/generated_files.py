@@ -59,16 +59,25 @@ class Generator:
         return " ".join(words)
 
     def run(
-        self, files: Mapping[str, str], out: Path, *, check: bool, options: Sequence[str] = ()
+        self,
+        files: Mapping[str, str],
+        out: Path,
+        *,
+        check: bool,
+        options: Sequence[str] = (),
+        rerun: str | None = None,
     ) -> int:
-        """Write `files` into `out` (or check them); print what happened; the exit status."""
+        """Write `files` into `out` (or check them); print what happened; the exit status.
+
+        `rerun` replaces the command `--check` tells people to run, for a directory the build
+        derives from another one's `--out` (deploy/kubernetes/generated/ beside the rules)."""
         if check:
             problems = stale_files(out, files, owns_out=self.owns_out)
             if problems:
                 print(
                     f"Stale {self.what} in {out}:",
                     *(f"  {problem}" for problem in problems),
-                    f"Run: {self.rerun_command(out, options)}",
+                    f"Run: {rerun or self.rerun_command(out, options)}",
                     sep="\n",
                     file=sys.stderr,
                 )

@@ -3,9 +3,11 @@
 One file per dashboard, `dashboards/generated/<uid>.json`, deterministic (sorted keys,
 two-space indent, trailing newline), so the committed files change only when a dashboard does;
 and the datasources provisioning file, `config/grafana/provisioning/datasources/corrstack.yml`
-(`dashboards.datasources`), whose links must agree with the dashboards. `--out DIR` writes
-both into DIR. `--check` writes nothing: it exits 1 and names every file that differs from
-what the code would write (`codegen`).
+(`dashboards.datasources`), whose links must agree with the dashboards; and both as
+ConfigMaps for Grafana's sidecars in deploy/kubernetes/generated/ (`dashboards.kubernetes`,
+the datasources with the cluster's URLs). `--out DIR` writes the files into DIR and the
+ConfigMaps into DIR/kubernetes. `--check` writes nothing: it exits 1 and names every file
+that differs from what the code would write (`codegen`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from codegen import Generator
-from dashboards import config
+from codegen.kubernetes import KUBERNETES_OUT, files_of, kubernetes_out
+from dashboards import config, kubernetes
 from dashboards.business import business
 from dashboards.datasources import FILE_NAME, datasources_file
 from dashboards.errors import errors
@@ -40,6 +43,8 @@ DATASOURCES = Generator(
     _ROOT / "config" / "grafana" / "provisioning" / "datasources",
     owns_out=False,
 )
+# deploy/kubernetes/generated/ is shared with alert_rules.build: each answers for its own files.
+KUBERNETES = Generator("Kubernetes object files", GENERATOR.command, KUBERNETES_OUT, owns_out=False)
 COMMAND = GENERATOR.command
 FACTORIES = (service_overview, errors, request_trace, system_health, business)
 
@@ -68,6 +73,16 @@ def render_datasources() -> dict[str, str]:
     return {FILE_NAME: datasources_file(config.TRACE_BACKEND)}
 
 
+def render_kubernetes() -> dict[str, str]:
+    """{file name: YAML text} of the sidecars' ConfigMaps, and the kustomization."""
+    cluster = {FILE_NAME: datasources_file(config.CLUSTER_TRACE_BACKEND, config.CLUSTER)}
+    objects = {
+        kubernetes.DASHBOARDS_FILE: kubernetes.dashboard_config_maps(render_all()),
+        kubernetes.DATASOURCES_FILE: [kubernetes.datasources_config_map(cluster)],
+    }
+    return files_of(COMMAND, objects)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = GENERATOR.argument_parser(
         "Write the Grafana dashboards and the datasources provisioning file."
@@ -78,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     default = args.out.resolve() == GENERATOR.default_out.resolve()
     datasources_out = DATASOURCES.default_out if default else args.out
     datasources_status = DATASOURCES.run(render_datasources(), datasources_out, check=args.check)
-    return max(dashboards_status, datasources_status)
+    kubernetes_status = KUBERNETES.run(
+        render_kubernetes(),
+        kubernetes_out(args.out, GENERATOR.default_out),
+        check=args.check,
+        rerun=GENERATOR.rerun_command(args.out),
+    )
+    return max(dashboards_status, datasources_status, kubernetes_status)
 
 
 if __name__ == "__main__":

@@ -102,13 +102,34 @@ ACTIVE_USERS_BUCKET = "5m"
 
 
 # --- Datasource provisioning (config/grafana/provisioning/datasources/corrstack.yml) ----------
-# Where Grafana reaches each datasource: the compose services and their ports.
-PROMETHEUS_URL = "http://prometheus:9090"
-LOKI_URL = "http://loki:3100"
-ALERTMANAGER_URL = "http://alertmanager:9093"
-# Prometheus's scrape interval (config/prometheus/prometheus.yml): Grafana's $__rate_interval is
-# never shorter than four of it.
-SCRAPE_INTERVAL = "5s"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where Grafana reaches each datasource, and Prometheus's scrape interval there (Grafana's
+    $__rate_interval is never shorter than four of it)."""
+
+    prometheus: str
+    loki: str
+    alertmanager: str
+    scrape_interval: str
+
+
+# The compose services and their ports; the interval of config/prometheus/prometheus.yml.
+COMPOSE = Endpoints(
+    prometheus="http://prometheus:9090",
+    loki="http://loki:3100",
+    alertmanager="http://alertmanager:9093",
+    scrape_interval="5s",
+)
+# The charts' Services in namespace `monitoring` (deploy/helm/README.md, names the other objects
+# depend on) and the ServiceMonitor's interval (deploy/kubernetes/components/servicemonitor).
+CLUSTER = Endpoints(
+    prometheus="http://kube-prometheus-stack-prometheus.monitoring.svc:9090",
+    loki="http://loki-gateway.monitoring.svc",
+    alertmanager="http://kube-prometheus-stack-alertmanager.monitoring.svc:9093",
+    scrape_interval="15s",
+)
 # An ID inside a JSON line, as the first group of a JavaScript regex (Grafana runs derived
 # fields in the browser). request_id: 1–64 of [A-Za-z0-9._:-]; trace_id: W3C, 32 lowercase hex,
 # so an unknown one ("trace_id":"") never matches.
@@ -162,6 +183,18 @@ class TraceBackend:
 #   TRACE_BACKEND = TraceBackend(uid="tempo", url="http://tempo:3200")  # provisions Tempo too
 #   TRACE_BACKEND = TraceBackend(uid="my-jaeger")  # a trace datasource Grafana already has
 TRACE_BACKEND: TraceBackend | None = None
+# The same for the cluster's datasources ConfigMap: a Tempo there has another URL than compose's.
+CLUSTER_TRACE_BACKEND: TraceBackend | None = None
+
+# --- Kubernetes (deploy/kubernetes/generated/), as deploy/helm/kube-prometheus-stack.yaml's
+# Grafana sidecars look for them (in every namespace) ---------------------------------------
+DASHBOARD_CONFIG_MAP_LABELS = {"app.kubernetes.io/part-of": "corrstack", "grafana_dashboard": "1"}
+# The sidecar's folderAnnotation; the folder compose's dashboard provider uses.
+DASHBOARD_FOLDER_ANNOTATION = {"grafana_folder": "corrstack"}
+DATASOURCE_CONFIG_MAP_LABELS = {
+    "app.kubernetes.io/part-of": "corrstack",
+    "grafana_datasource": "1",
+}
 
 
 def validate() -> None:

@@ -62,20 +62,27 @@ A span links to every service's lines of its trace: trace_id is a JSON field of 
 line, never a Loki label, so it is matched in the pipeline, as the exemplar link does."""
 
 
-def datasources_file(traces: config.TraceBackend | None) -> str:
-    """The provisioning file's text; `traces=None` (the default config) leaves trace links out."""
-    return render(_grafana_literals(datasources_document(traces)), header=_HEADER)
+def datasources_file(
+    traces: config.TraceBackend | None, endpoints: config.Endpoints = config.COMPOSE
+) -> str:
+    """The provisioning file's text; `traces=None` (the default config) leaves trace links out.
+    `endpoints` are compose's by default, `config.CLUSTER` for the Kubernetes ConfigMap."""
+    return render(_grafana_literals(datasources_document(traces, endpoints)), header=_HEADER)
 
 
-def datasources_document(traces: config.TraceBackend | None) -> dict[str, Node | Commented]:
+def datasources_document(
+    traces: config.TraceBackend | None, endpoints: config.Endpoints = config.COMPOSE
+) -> dict[str, Node | Commented]:
     """The provisioning document, comments included, with `$` still unescaped."""
-    datasources = [prometheus(traces), loki(traces), alertmanager()]
+    datasources = [prometheus(traces, endpoints), loki(traces, endpoints), alertmanager(endpoints)]
     if traces is not None and traces.url is not None:
         datasources.append(tempo(traces))
     return {"apiVersion": 1, "deleteDatasources": [], "datasources": datasources}
 
 
-def prometheus(traces: config.TraceBackend | None) -> dict[str, Node | Commented]:
+def prometheus(
+    traces: config.TraceBackend | None, endpoints: config.Endpoints
+) -> dict[str, Node | Commented]:
     destinations: list[Node] = [
         {
             "name": "request_id",
@@ -94,13 +101,13 @@ def prometheus(traces: config.TraceBackend | None) -> dict[str, Node | Commented
         )
         comment += "\n" + _EXEMPLAR_TRACE_COMMENT.format(uid=traces.uid)
     return {
-        **_common(config.PROMETHEUS, config.PROMETHEUS_URL),
+        **_common(config.PROMETHEUS, endpoints.prometheus),
         "isDefault": True,
         "editable": False,
         "jsonData": {
             "httpMethod": "POST",
             "timeInterval": Commented(
-                config.SCRAPE_INTERVAL,
+                endpoints.scrape_interval,
                 inline="the scrape interval, so $__rate_interval is never below 4 scrapes",
             ),
             "prometheusType": "Prometheus",
@@ -109,7 +116,9 @@ def prometheus(traces: config.TraceBackend | None) -> dict[str, Node | Commented
     }
 
 
-def loki(traces: config.TraceBackend | None) -> dict[str, Node | Commented]:
+def loki(
+    traces: config.TraceBackend | None, endpoints: config.Endpoints
+) -> dict[str, Node | Commented]:
     fields: list[Node] = [
         {
             "name": "request_id",
@@ -133,7 +142,7 @@ def loki(traces: config.TraceBackend | None) -> dict[str, Node | Commented]:
         )
         comment += "\n" + _DERIVED_TRACE_COMMENT.format(uid=traces.uid)
     return {
-        **_common(config.LOKI, config.LOKI_URL),
+        **_common(config.LOKI, endpoints.loki),
         "editable": False,
         "jsonData": {
             "maxLines": config.MAX_LOG_LINES,
@@ -142,9 +151,9 @@ def loki(traces: config.TraceBackend | None) -> dict[str, Node | Commented]:
     }
 
 
-def alertmanager() -> dict[str, Node | Commented]:
+def alertmanager(endpoints: config.Endpoints) -> dict[str, Node | Commented]:
     return {
-        **_common(config.ALERTMANAGER, config.ALERTMANAGER_URL),
+        **_common(config.ALERTMANAGER, endpoints.alertmanager),
         "editable": False,
         "jsonData": {"implementation": "prometheus", "handleGrafanaManagedAlerts": False},
     }

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from alert_rules import DEFAULT, ConfigError
 from alert_rules.build import GENERATOR, generated_files, main
+from codegen.kubernetes import KUBERNETES_OUT
 from instrumentation import vocabulary
 from instrumentation.metrics import Metrics
 from tests.support.checkers import logql_errors
@@ -63,6 +64,10 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_committed_files_equal_a_fresh_build(tmp_path: Path) -> None:
     assert main(["--out", str(tmp_path)]) == 0
     fresh, committed = _tree(tmp_path), _tree(DEFAULT_OUT)
+    # The PrometheusRule and the Loki rules ConfigMap (deploy/kubernetes/generated/) too.
+    for path in (tmp_path / "kubernetes").iterdir():
+        fresh[f"kubernetes/{path.name}"] = path.read_bytes()
+        committed[f"kubernetes/{path.name}"] = (KUBERNETES_OUT / path.name).read_bytes()
     stale = sorted(
         name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
     )

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from codegen.kubernetes import KUBERNETES_OUT
 from dashboards.build import COMMAND, main, render_all
 from instrumentation import vocabulary
 from tests.support.checkers import logql_errors, promql_errors, substitute_grafana_variables
@@ -128,6 +129,10 @@ def test_committed_json_equals_a_fresh_build(tmp_path: Path) -> None:
     assert main(["--out", str(tmp_path)]) == 0
     fresh = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
     committed = {p.name: p.read_bytes() for p in GENERATED.glob("*.json")}
+    # The ConfigMaps for Grafana's sidecars (deploy/kubernetes/generated/) too.
+    for path in (tmp_path / "kubernetes").iterdir():
+        fresh[f"kubernetes/{path.name}"] = path.read_bytes()
+        committed[f"kubernetes/{path.name}"] = (KUBERNETES_OUT / path.name).read_bytes()
     stale = sorted(
         name for name in fresh.keys() | committed.keys() if fresh.get(name) != committed.get(name)
     )
