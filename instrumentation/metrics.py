@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from instrumentation.multiprocess import multiprocess_directory
 from instrumentation.shared_metrics import SharedHistogramChild
-from instrumentation.vocabulary import LATENCY_BUCKETS, OPERATION_BUCKETS
+from instrumentation.vocabulary import LATENCY_BUCKETS, OPERATION_BUCKETS, TASK_BUCKETS
 
 
 class HistogramChild(Protocol):
@@ -38,6 +38,9 @@ class Metrics:
     business_events_total: Counter = field(init=False)
     api_cost_usd_total: Counter = field(init=False)
     error_alerts_total: Counter = field(init=False)
+    websocket_connections_open: Gauge = field(init=False)
+    websocket_connections_closed_total: Counter = field(init=False)
+    task_duration_seconds: Histogram = field(init=False)
     multiprocess: bool = field(init=False)
     _buckets: dict[int, tuple[str, Sequence[str], Sequence[float]]] = field(init=False, repr=False)
 
@@ -97,6 +100,26 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.websocket_connections_open = Gauge(
+            "websocket_connections_open",
+            "Websocket connections open, by route template.",
+            ["route"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.websocket_connections_closed_total = Counter(
+            "websocket_connections_closed_total",
+            "Websocket connections closed, by route template and close code.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.task_duration_seconds = Histogram(
+            "task_duration_seconds",
+            "Duration of task runs (Celery and other queues); exemplars carry request_id.",
+            ["task_name", "status"],
+            buckets=TASK_BUCKETS,
+            registry=r,
+        )
         self._buckets = {
             id(self.http_request_duration_seconds): (
                 "http_request_duration_seconds",
@@ -107,6 +130,11 @@ class Metrics:
                 "operation_duration_seconds",
                 ("operation", "status"),
                 OPERATION_BUCKETS,
+            ),
+            id(self.task_duration_seconds): (
+                "task_duration_seconds",
+                ("task_name", "status"),
+                TASK_BUCKETS,
             ),
         }
 

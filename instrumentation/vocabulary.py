@@ -20,6 +20,8 @@ SERVER_ERROR_STATUS = "5.."
 # A latency SLO threshold must be one of these: its SLI reads the `_bucket` series.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OPERATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Task runs (Celery and other queues) take longer than requests.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 # --- Alerting ---------------------------------------------------------------------------------
 # The runbooks' address; an alert's `runbook_url` is this plus `#<alertname, lowercased>`.
