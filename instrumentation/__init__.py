@@ -16,6 +16,7 @@ from instrumentation.propagation import (
     httpx_event_hooks,
 )
 from instrumentation.runtime import CurrentErrorTracker, Runtime, current_runtime, error_tracker
+from instrumentation.task_context import in_context, job_context, task_context, task_headers
 
 __all__ = [
     "BusinessEvents",
@@ -36,8 +37,12 @@ __all__ = [
     "flush_logging",
     "get_logger",
     "httpx_event_hooks",
+    "in_context",
     "instrument_app",
+    "job_context",
     "log_performance",
     "setup_logging",
     "shutdown_logging",
+    "task_context",
+    "task_headers",
 ]

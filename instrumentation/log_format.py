@@ -68,6 +68,9 @@ _CONTEXT_KEYS = (
     "line",
     "seq",
     "boot_id",
+    "task_id",
+    "task_name",
+    "job_name",
     "error_type",
     "event_type",
 )
