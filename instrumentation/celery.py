@@ -67,9 +67,14 @@ class _Run:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-# Runs in progress by task id: prerun and postrun are separate calls (several at once in a
-# threads pool; each resets its context on the thread that bound it).
-_runs: dict[str, _Run] = {}
+# Runs in progress by (task id, thread): prerun and postrun are separate calls on the thread
+# that runs the task. The thread is part of the key because a retry keeps its task id and, in a
+# threads pool, may start on another thread before the attempt that published it has ended.
+_runs: dict[tuple[str, int], _Run] = {}
+
+
+def _key(task_id: str | None) -> tuple[str, int]:
+    return (task_id or "", threading.get_ident())
 
 
 def instrument_celery(celery_app: Any, *, setup_logging: bool = True) -> None:
@@ -124,19 +129,19 @@ def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     try:
         context = task_context(_carried(task), task_id=task_id, task_name=task.name)
         context.__enter__()
-        _runs[task_id] = _Run(context, perf_counter())
+        _runs[_key(task_id)] = _Run(context, perf_counter())
     except Exception as fault:
         report_fault("celery", "bind_failed", error_summary(fault))
 
 
 def _failure(task_id: str | None = None, exception: BaseException | None = None, **_: Any) -> None:
-    run = _runs.get(task_id or "")
+    run = _runs.get(_key(task_id))
     if run is not None:
         run.error = exception
 
 
 def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
-    run = _runs.get(getattr(request, "id", None) or "")
+    run = _runs.get(_key(getattr(request, "id", None)))
     if run is not None:
         run.reason = reason
 
@@ -144,7 +149,7 @@ def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
 def _postrun(
     task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any
 ) -> None:
-    run = _runs.pop(task_id or "", None)
+    run = _runs.pop(_key(task_id), None)
     if run is None:
         return
     try:
