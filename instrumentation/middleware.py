@@ -1,10 +1,12 @@
-"""CorrelationMiddleware: pure ASGI, one correlation context per HTTP request.
+"""CorrelationMiddleware: pure ASGI, one correlation context per HTTP request or websocket.
 
 It binds its app's runtime and request_id, trace_id and span_id before the app runs (the
 current OpenTelemetry span's trace_id and span_id when there is one), echoes
 `X-Correlation-ID` on the response, records the HTTP metrics with a `{request_id, trace_id}`
 exemplar, and writes exactly one access line. Placed outside Starlette's ServerErrorMiddleware
 (see `instrument_app`), the 500 response of an unhandled exception carries the header too.
+A websocket connection gets the same context, from its handshake headers, for as long as it is
+open (`instrumentation.websocket_correlation`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,13 @@ def _request_ids(
     return request_id, trace_id, fresh[64:], rejected, user_agent.decode("latin-1")
 
 
+def _warn_invalid_id(header: bytes) -> None:
+    try:
+        _warn.warning("Invalid correlation ID replaced", extra={"header": header.decode()})
+    except Exception:  # as for the access line: a failing filter never fails a request
+        count_drop("correlation_warning", "error")
+
+
 class CorrelationMiddleware:
     """Pure ASGI middleware; per-request state lives in `__call__`, never on `self`.
 
@@ -103,9 +112,18 @@ class CorrelationMiddleware:
         self._counter_children: dict[tuple[str, str, int], Any] = {}
         self._histogram_children: dict[tuple[str, str], Any] = {}
         self._gauge_children: dict[tuple[str, str], Any] = {}
+        # Late: the websocket module imports this one's header helpers.
+        from instrumentation.websocket_correlation import WebsocketCorrelation
+
+        self._websockets = WebsocketCorrelation(
+            app, runtime=runtime, metrics=metrics, resolver=self._resolver, access=self._access
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websockets(scope, receive, send)
+                return
             if self.runtime is None:
                 await self.app(scope, receive, send)
                 return
@@ -129,12 +147,7 @@ class CorrelationMiddleware:
         span_token = span_id_var.set(span_id)
         scope_token = scope_var.set(scope)
         if rejected is not None:
-            try:
-                _warn.warning(
-                    "Invalid correlation ID replaced", extra={"header": rejected.decode()}
-                )
-            except Exception:  # as for the access line: a failing filter never fails a request
-                count_drop("correlation_warning", "error")
+            _warn_invalid_id(rejected)
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED_ROUTE
         gauge = self._child(self._gauge_children, self._in_progress, (method, gauge_route))

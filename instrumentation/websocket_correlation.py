@@ -1,0 +1,222 @@
+"""One correlation context per websocket connection, for CorrelationMiddleware.
+
+The ID comes from the handshake headers and is validated as for HTTP (an invalid one is
+replaced, with the same warning); it is echoed as `X-Correlation-ID` on the handshake response
+(`websocket.accept`). Every line written while the connection is served carries it and the
+path's `user_id`. When the connection ends: one access line, the open gauge back down, and
+`websocket_connections_closed_total{route, code}` counted.
+
+The close code is the first close seen: the app's `websocket.close` (`code`, default 1000) or
+the client's `websocket.disconnect`; 1006 (abnormal closure) when there was none because the
+app raised or was cancelled. A handshake the app rejects (close before accept: uvicorn answers
+HTTP 403) was never an open connection: it writes its access line (`status` 403, the close
+message's code) and counts in no websocket metric, so `closed_total` and the open gauge add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from instrumentation.access_record import AccessRecords
+from instrumentation.accounting import count_drop
+from instrumentation.context import (
+    request_id_var,
+    runtime_var,
+    scope_var,
+    span_id_var,
+    trace_id_var,
+)
+from instrumentation.error_fields import error_fields
+from instrumentation.log_filters import mark_logged, was_logged
+from instrumentation.metrics import Metrics
+from instrumentation.middleware import HEADER, _request_ids, _warn_invalid_id
+from instrumentation.routes import RouteResolver, is_mounted, route_template
+from instrumentation.runtime import Runtime
+from instrumentation.sanitize import clean_text, clean_user_id
+from instrumentation.tracing import current_span_ids, tracing_available
+from instrumentation.vocabulary import UNMATCHED_ROUTE
+
+METHOD = "WEBSOCKET"  # the access line's `method`: tells connection lines from request lines
+NORMAL_CLOSURE = 1000  # RFC 6455: an ASGI `websocket.close` without `code`
+ABNORMAL_CLOSURE = 1006  # RFC 6455: closed without a close frame (the app raised)
+_ACCEPTED = 101  # the handshake's HTTP status once accepted
+_REJECTED = 403  # uvicorn's answer to a close before accept
+_FAILED = 500  # uvicorn's answer when the app raised or returned before accepting
+_log = logging.getLogger("corrstack.access")
+
+
+class WebsocketCorrelation:
+    """Serves websocket scopes for CorrelationMiddleware; per-connection state in `__call__`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        runtime: Runtime | None,
+        metrics: Metrics,
+        resolver: RouteResolver | None,
+        access: AccessRecords,
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
+        self._open = metrics.websocket_connections_open
+        self._closed = metrics.websocket_connections_closed_total
+        self._resolver = resolver
+        self._access = access
+        # Metric children, cached like the HTTP ones.
+        self._open_children: dict[tuple[str], Any] = {}
+        self._closed_children: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = perf_counter()
+        request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
+        span = current_span_ids()
+        if span is not None:
+            trace_id, span_id = span
+        late_span: tuple[str, str] | None = None
+        look_for_span = span is None and tracing_available()
+        runtime_token = runtime_var.set(self.runtime)
+        request_token = request_id_var.set(request_id)
+        trace_token = trace_id_var.set(trace_id)
+        span_token = span_id_var.set(span_id)
+        scope_token = scope_var.set(scope)
+        if rejected is not None:
+            _warn_invalid_id(rejected)
+        response_header = (HEADER, request_id.encode())
+        route: str | None = None
+        status = _FAILED
+        close_code: int | None = None
+        messages_in = messages_out = 0
+        open_gauge: Any = None
+
+        async def receive_counted() -> Message:
+            nonlocal messages_in, close_code
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                messages_in += 1
+            elif kind == "websocket.disconnect" and close_code is None:
+                close_code = int(message.get("code", NORMAL_CLOSURE))
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal messages_out, close_code, status, route, open_gauge, late_span
+            nonlocal look_for_span
+            kind = message["type"]
+            if kind == "websocket.send":
+                messages_out += 1
+            elif kind == "websocket.accept":
+                if look_for_span:
+                    look_for_span, late_span = False, current_span_ids()
+                message = {**message, "headers": [*message.get("headers", ()), response_header]}
+                await send(message)
+                status, route = _ACCEPTED, self._route(scope)
+                open_gauge = self._child(self._open_children, self._open, (route,))
+                open_gauge.inc()
+                return
+            elif kind == "websocket.close" and close_code is None:
+                close_code = int(message.get("code") or NORMAL_CLOSURE)
+                if status != _ACCEPTED:
+                    status = _REJECTED
+            elif kind == "websocket.http.response.start":  # the denial-response extension
+                status = int(message["status"])
+            await send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive_counted, send_with_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                if open_gauge is not None:
+                    open_gauge.dec()
+                code = ABNORMAL_CLOSURE if close_code is None else close_code
+                if route is None:
+                    route = self._route(scope)
+                if open_gauge is not None:
+                    self._child(self._closed_children, self._closed, (route, str(code))).inc()
+                self._access_line(
+                    scope,
+                    route,
+                    status,
+                    code,
+                    perf_counter() - start,
+                    (messages_in, messages_out),
+                    user_agent,
+                    error,
+                    late_span,
+                )
+            except Exception:  # a failing log filter or handler never breaks the connection
+                count_drop("access_line", "error")
+            finally:
+                request_id_var.reset(request_token)
+                trace_id_var.reset(trace_token)
+                span_id_var.reset(span_token)
+                scope_var.reset(scope_token)
+                runtime_var.reset(runtime_token)
+
+    def _route(self, scope: Scope) -> str:
+        """The template once the router matched; the resolver's where the scope lacks it."""
+        route = route_template(scope)
+        if (route == UNMATCHED_ROUTE or is_mounted(scope)) and self._resolver is not None:
+            route = self._resolver.template(scope["path"])
+        return route
+
+    def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[str, ...]) -> Any:
+        child = cache.get(key)
+        if child is None:
+            child = cache[key] = metric.labels(*key)
+        return child
+
+    def _access_line(
+        self,
+        scope: Scope,
+        route: str,
+        status: int,
+        code: int,
+        duration: float,
+        messages: tuple[int, int],
+        user_agent: str,
+        error: BaseException | None,
+        late_span: tuple[str, str] | None,
+    ) -> None:
+        level = logging.ERROR if error is not None else logging.INFO
+        if not _log.isEnabledFor(level):
+            return
+        client = scope.get("client")
+        path = clean_text(scope["path"])
+        fields: dict[str, Any] = {
+            "method": METHOD,
+            "route": route,
+            "path": path,
+            "status": status,
+            "close_code": code,
+            "duration_ms": round(duration * 1000, 3),
+            "messages_in": messages[0],
+            "messages_out": messages[1],
+            "client_addr": f"{client[0]}:{client[1]}" if client else "",
+            "user_agent": clean_text(user_agent, 512),
+        }
+        user_id = scope.get("path_params", {}).get("user_id")
+        if user_id is not None:
+            fields["user_id"] = clean_user_id(str(user_id))
+        if late_span is not None:
+            fields["trace_id"], fields["span_id"] = late_span
+        exc_info = None
+        if error is not None:
+            if was_logged(error):
+                fields.update(error_fields(error))
+            else:
+                exc_info = (type(error), error, error.__traceback__)
+        self._access.emit(level, f"{METHOD} {path} closed {code}", fields, exc_info)
+        if error is not None:
+            mark_logged(error)
