@@ -151,3 +151,33 @@ def test_importing_instrumentation_does_not_import_celery() -> None:
     code = "import instrumentation, sys; print('celery' in sys.modules, 'kombu' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_background_tasks_keep_the_requests_context(log_capture: LogCapture) -> None:
+    # FastAPI runs BackgroundTasks after the response, still inside the request's context.
+    import httpx
+    from fastapi import BackgroundTasks, FastAPI
+
+    from instrumentation import instrument_app
+
+    app = FastAPI()
+    instrument_app(app)
+
+    def after_response(item: str) -> None:
+        get_logger("tests.background").info("Background work done", item=item)
+
+    @app.post("/items/{item}")
+    async def create(item: str, background: BackgroundTasks) -> dict[str, str]:
+        background.add_task(after_response, item)
+        return {}
+
+    async def main() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            response = await client.post("/items/a1", headers={"X-Correlation-ID": "bg-1"})
+            assert response.status_code == 200
+
+    asyncio.run(main())
+    [line] = log_capture.by_logger("tests.background")
+    assert line["request_id"] == "bg-1" and line["item"] == "a1"
+    assert len(line["trace_id"]) == 32
