@@ -9,9 +9,11 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from fastapi import BackgroundTasks, FastAPI
 
-from instrumentation import bind_context, current_context, get_logger
+from instrumentation import bind_context, current_context, get_logger, instrument_app
 from instrumentation.context import request_id_var
 from instrumentation.ids import parse_traceparent
 from instrumentation.task_context import in_context, job_context, task_context, task_headers
@@ -155,11 +157,6 @@ def test_importing_instrumentation_does_not_import_celery() -> None:
 
 def test_background_tasks_keep_the_requests_context(log_capture: LogCapture) -> None:
     # FastAPI runs BackgroundTasks after the response, still inside the request's context.
-    import httpx
-    from fastapi import BackgroundTasks, FastAPI
-
-    from instrumentation import instrument_app
-
     app = FastAPI()
     instrument_app(app)
 
