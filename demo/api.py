@@ -1,9 +1,11 @@
 """The `api` gateway of the fitness-coaching demo: profiles, analyses and routines.
 
 `uvicorn demo.api:app --port 8000`. Environment: `SERVICE_NAME` (default `api`),
-`ANALYSIS_URL` (default `http://127.0.0.1:8001`) and the logging variables of
-`setup_logging()`. Calls to `analysis` carry `X-Correlation-ID` and `traceparent`, so one
-request_id finds the lines of both services.
+`ANALYSIS_URL` (default `http://127.0.0.1:8001`), `CELERY_BROKER_URL` (unset: no
+notifications) and the logging variables of `setup_logging()`. Calls to `analysis` carry
+`X-Correlation-ID` and `traceparent`, so one request_id finds the lines of both services.
+With a broker, a generated routine hands its "routine ready" notification to the `worker`
+(demo/worker.py), whose lines of that task carry the request's request_id and trace_id too.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from time import perf_counter
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException
@@ -82,6 +85,43 @@ async def _analyze(
     return AnalyzeResult.model_validate_json(response.content)
 
 
+# Publishes the notification task (user_id, goal, exercises_count) and returns its task id.
+Notifier = Callable[[str, str, int], str]
+
+
+def routine_notifier(settings: DemoSettings) -> Notifier | None:
+    """The publisher of the worker's "routine ready" task; None without a broker or Celery."""
+    if not settings.broker_url:
+        return None
+    try:
+        from demo import worker  # imports Celery
+    except ImportError as exc:
+        log.warning(
+            "CELERY_BROKER_URL is set but Celery is not installed: no notifications",
+            error=repr(exc),
+        )
+        return None
+    worker.celery_app.conf.broker_url = settings.broker_url
+
+    def notify(user_id: str, goal: str, exercises_count: int) -> str:
+        result: Any = worker.notify_routine_ready.delay(user_id, goal, exercises_count)
+        return str(result.id)
+
+    return notify
+
+
+async def _hand_off(notifier: Notifier, user_id: str, goal: str, exercises_count: int) -> None:
+    """Publish the notification off the event loop (the thread gets a copy of the request's
+    context, so the task carries its request_id); a broker that is down costs the user nothing
+    but the notification."""
+    try:
+        task_id = await asyncio.to_thread(notifier, user_id, goal, exercises_count)
+    except Exception as exc:
+        error_tracker.track(exc, "routine.notify", severity="warning")
+        return
+    log.info("Routine ready notification queued", task_id=task_id)
+
+
 def create_app(
     settings: DemoSettings | None = None,
     *,
@@ -91,10 +131,11 @@ def create_app(
     """The api app; tests pass a registry and an `httpx.ASGITransport` to the analysis app."""
     settings = settings or DemoSettings.from_env()
     client = analysis_client(settings, transport)
+    notifier = routine_notifier(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        log.info("Serving", analysis_url=settings.analysis_url)
+        log.info("Serving", analysis_url=settings.analysis_url, notifications=notifier is not None)
         yield
         await client.aclose()
 
@@ -151,6 +192,8 @@ def create_app(
         business_events.routine_generated(
             len(routine.exercises), goal=request.goal, days_per_week=request.days_per_week
         )
+        if notifier is not None:
+            await _hand_off(notifier, user_id, request.goal, len(routine.exercises))
         return routine
 
     return app

@@ -4,6 +4,10 @@ Everything listens on 127.0.0.1 and writes under one directory (default `./var`)
 `log/<service>.log`, console output in `log/<name>.out`, Prometheus and Alertmanager data and
 their rendered configs. SIGINT or SIGTERM stops every child by PID, the load first.
 
+With `redis-server` on PATH and Celery installed, a Redis broker and the `worker` (a Celery
+worker, demo/worker.py) start before the services, and `api` hands its "routine ready"
+notifications to it; without them the demo runs without both and says so.
+
 With `workers` above 1, each service runs `uvicorn --workers N` with a fresh metrics directory
 of its own (PROMETHEUS_MULTIPROC_DIR, a temporary directory removed when the demo stops), so
 its `/metrics`, answered by any worker, serves the sums over all of them with exemplars.
@@ -11,6 +15,7 @@ its `/metrics`, answered by any worker, serves the sums over all of them with ex
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -37,7 +42,14 @@ ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 STARTUP_TIMEOUT_S = 30.0
 SERVICES = ("analysis", "api")  # in start order
 SHOWN_SERVICES = ("api", "analysis")
-DEFAULT_PORTS = {"api": 8000, "analysis": 8001, "prometheus": 9090, "alertmanager": 9093}
+DEFAULT_PORTS = {
+    "api": 8000,
+    "analysis": 8001,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "redis": 6379,
+    "worker": 8002,  # the Celery worker's /metrics
+}
 # uvicorn workers per service: each is a full Python process (~60 MiB), so keep it a demo.
 MAX_WORKERS = 16
 
@@ -61,6 +73,8 @@ class LocalOptions:
     analysis_port: int | None = None
     prometheus_port: int | None = None
     alertmanager_port: int | None = None
+    redis_port: int | None = None
+    worker_port: int | None = None
     prometheus: bool = True
     scrape_interval: str | None = None
     environment: str = "local"
@@ -105,6 +119,7 @@ class LocalStack:
         self.urls: dict[str, str] = {}
         self.notes: list[str] = []
         self.metrics_dirs: dict[str, Path] = {}
+        self.broker_url: str | None = None
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -125,6 +140,8 @@ class LocalStack:
                 "LOG_FORMAT": os.environ.get("LOG_FORMAT") or "console",
                 "ANALYSIS_URL": f"http://127.0.0.1:{ports['analysis']}",
             }
+            if service == "api" and self.broker_url:
+                env["CELERY_BROKER_URL"] = self.broker_url
             if "alertmanager" in self.urls:
                 env["ALERTMANAGER_URL"] = self.urls["alertmanager"]
             metrics_dir = self._metrics_dir(service)
@@ -152,6 +169,53 @@ class LocalStack:
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
         return removed
+
+    def start_broker_and_worker(self) -> None:
+        """Redis and the Celery worker, when both can run; else a note and neither."""
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            self.notes.append("redis-server not on PATH: no broker and no worker")
+            return
+        if importlib.util.find_spec("celery") is None:
+            self.notes.append("Celery not installed (corrstack[celery]): no broker and no worker")
+            return
+        port = choose_port(self.options.redis_port, DEFAULT_PORTS["redis"])
+        cmd = [redis_server, "--port", str(port), "--bind", "127.0.0.1"]
+        cmd += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        redis = self._start("redis", cmd)
+        self._wait_redis(redis, port)
+        broker = f"redis://127.0.0.1:{port}/0"
+        self.urls["redis"] = broker
+
+        metrics_port = choose_port(self.options.worker_port, DEFAULT_PORTS["worker"])
+        env = {
+            "SERVICE_NAME": "worker",
+            "ENVIRONMENT": self.options.environment,
+            "LOG_FILE": str(self.log_dir / "worker.log"),
+            "LOG_FORMAT": os.environ.get("LOG_FORMAT") or "console",
+            "CELERY_BROKER_URL": broker,
+            "WORKER_METRICS_PORT": str(metrics_port),
+            "WORKER_METRICS_ADDR": "127.0.0.1",
+        }
+        worker = self._start("worker", worker_command(), env=env)
+        url = f"http://127.0.0.1:{metrics_port}"
+        # Its metrics server starts on worker_init, as the worker boots; tasks published
+        # before it consumes wait in Redis.
+        self._wait_ready(worker, f"{url}/metrics")
+        self.urls["worker"] = url
+        self.broker_url = broker
+
+    def _wait_redis(self, child: Child, port: int) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                raise Stopped
+            if child.exited() is not None:
+                raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
+            if redis_pong(port):
+                return
+            self.stop.wait(0.1)
+        raise StartupError(f"redis not answering PING on {port} in {STARTUP_TIMEOUT_S:g} s")
 
     def start_alert_receiver(self) -> None:
         """The stack's webhook receiver: Alertmanager's notifications as JSON log lines."""
@@ -206,7 +270,9 @@ class LocalStack:
             return
         port = choose_port(self.options.prometheus_port, DEFAULT_PORTS["prometheus"])
         url = f"http://127.0.0.1:{port}"
-        hosts = {name: u.removeprefix("http://") for name, u in self.urls.items()}
+        hosts = {
+            name: u.removeprefix("http://") for name, u in self.urls.items() if name != "redis"
+        }
         hosts["prometheus"] = f"127.0.0.1:{port}"
         source = stack_config.load_config(
             stack_config.PROMETHEUS_CONFIG, stack_config.builtin_prometheus_config(), self.notes
@@ -286,9 +352,9 @@ class LocalStack:
 
     def describe(self) -> Iterator[str]:
         yield "corrstack demo running on 127.0.0.1 (Ctrl-C stops everything):"
-        for name in ("api", "analysis", "prometheus", "alertmanager", "webhook-receiver"):
+        for name in SHOWN:
             if name in self.urls:
-                logs_itself = name in SERVICES or name == "webhook-receiver"
+                logs_itself = name in SERVICES or name in ("webhook-receiver", "worker")
                 where = f"{self.log_dir / name}.log" if logs_itself else f"{self.log_dir}/"
                 workers = workers_text(self.options.workers) if name in SERVICES else ""
                 yield f"  {name:<17} {self.urls[name]:<24}  {workers:<10} logs {where}"
@@ -306,6 +372,36 @@ class LocalStack:
             f" -d '{{}}' {self.url('api')}/api/user/user-0042/analysis"
         )
         yield f"  grep -h try-me-1 {self.log_dir}/api.log {self.log_dir}/analysis.log"
+        if "worker" in self.urls:
+            yield "A routine hands its notification to the worker, under the same request_id:"
+            yield (
+                f"  curl -s -X POST -H 'X-Correlation-ID: try-me-2' -H 'Content-Type: "
+                f'application/json\' -d \'{{"goal": "mobility"}}\' '
+                f"{self.url('api')}/api/user/user-0042/routine/generate"
+            )
+            yield f"  grep -h try-me-2 {self.log_dir}/api.log {self.log_dir}/worker.log"
+
+
+SHOWN = ("api", "analysis", "worker", "redis", "prometheus", "alertmanager", "webhook-receiver")
+
+
+def worker_command() -> list[str]:
+    """The demo's Celery worker: a threads pool, no gossip/mingle/heartbeat (one worker)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "demo.worker", "worker",
+        "--pool=threads", "--concurrency=4", "--loglevel=INFO", "--hostname=worker@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+
+
+def redis_pong(port: int, timeout: float = 1.0) -> bool:
+    """Redis on 127.0.0.1:`port` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def service_command(service: str, port: int, workers: int = 1) -> list[str]:
@@ -341,6 +437,7 @@ def run(options: LocalOptions, out: Callable[[str], None] = print) -> int:
             if options.prometheus:
                 stack.start_alert_receiver()
                 stack.start_alertmanager()
+            stack.start_broker_and_worker()
             stack.start_services()
             if options.prometheus:
                 stack.start_prometheus()

@@ -20,6 +20,9 @@ class DemoSettings:
     analysis_url: str = DEFAULT_ANALYSIS_URL
     error_rate: float = 0.02
     slow_rate: float = 0.05
+    # The Celery broker (`redis://…`) the api hands its "routine ready" notifications to;
+    # None: no worker, the api sends none.
+    broker_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "slow_rate"):
@@ -29,11 +32,13 @@ class DemoSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> DemoSettings:
-        """`ANALYSIS_URL`, `ERROR_RATE`, `SLOW_RATE`; unset or empty means the default."""
+        """`ANALYSIS_URL`, `ERROR_RATE`, `SLOW_RATE`, `CELERY_BROKER_URL`; unset or empty means
+        the default."""
         return cls(
             analysis_url=environ.get("ANALYSIS_URL") or DEFAULT_ANALYSIS_URL,
             error_rate=_rate(environ, "ERROR_RATE", cls.error_rate),
             slow_rate=_rate(environ, "SLOW_RATE", cls.slow_rate),
+            broker_url=environ.get("CELERY_BROKER_URL") or None,
         )
 
 

@@ -150,12 +150,42 @@ def test_services_and_shippers_share_the_log_volume(tmp_path: Path) -> None:
         [mount] = [v for v in services[name]["volumes"] if v["target"] == "/var/log/corrstack"]
         return dict(mount)
 
-    for name in ("api", "analysis", "promtail", "alloy"):
+    for name in ("api", "analysis", "worker", "promtail", "alloy"):
         assert log_mount(name)["type"] == "volume"
         assert log_mount(name)["source"] == "logs"
     assert log_mount("promtail").get("read_only") is True
     assert services["api"]["environment"]["LOG_FILE"] == "/var/log/corrstack/api.log"
     assert services["analysis"]["environment"]["LOG_FILE"] == "/var/log/corrstack/analysis.log"
+    assert services["worker"]["environment"]["LOG_FILE"] == "/var/log/corrstack/worker.log"
+
+
+def test_the_api_hands_work_to_a_celery_worker_through_an_internal_redis(tmp_path: Path) -> None:
+    services = resolved_compose(tmp_path)["services"]
+    api, worker, redis = services["api"], services["worker"], services["redis"]
+    broker = "redis://redis:6379/0"
+    assert api["environment"]["CELERY_BROKER_URL"] == broker
+    assert worker["environment"]["CELERY_BROKER_URL"] == broker
+    assert worker["environment"]["SERVICE_NAME"] == "worker"
+    # The api's image and code; the module `celery -A` names is the demo's worker.
+    assert worker["image"] == api["image"]
+    command = worker["command"]
+    assert command[:4] == ["celery", "-A", "demo.worker", "worker"], command
+    assert (ROOT / "demo" / "worker.py").is_file()
+    assert "--pool=threads" in command
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    # Prometheus scrapes the worker's metrics server on the port it is told to serve.
+    targets = {
+        t for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"] if job["job_name"] == "worker"
+        for group in job["static_configs"] for t in group["targets"]
+    }  # fmt: skip
+    assert targets == {f"worker:{worker['environment']['WORKER_METRICS_PORT']}"}
+    assert worker["environment"]["WORKER_METRICS_ADDR"] == "0.0.0.0"
+    # The broker: no published port, nothing persisted, a redis-cli healthcheck.
+    assert "ports" not in redis
+    assert redis["image"].startswith("redis:7.")
+    assert "redis-cli" in redis["healthcheck"]["test"]
+    assert redis["command"][:3] == ["redis-server", "--save", ""]
 
 
 def test_prometheus_runs_with_exemplar_storage_and_the_generated_rules(tmp_path: Path) -> None:
