@@ -1,5 +1,5 @@
-# The corrstack demo services (api, analysis) and the load generator. The services run
-# `uvicorn --workers ${API_WORKERS:-1}` in compose, with their metrics on a tmpfs
+# The corrstack demo services (api, analysis), the Celery worker and the load generator. The
+# services run `uvicorn --workers ${API_WORKERS:-1}` in compose, with their metrics on a tmpfs
 # (PROMETHEUS_MULTIPROC_DIR, docs/stack.md "Several workers per service").
 FROM python:3.11.11-slim-bookworm
 
@@ -14,7 +14,7 @@ WORKDIR /app
 # Dependencies first, so editing demo/ does not reinstall them.
 COPY pyproject.toml README.md ./
 COPY instrumentation ./instrumentation
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[celery]"
 
 COPY demo ./demo
 
