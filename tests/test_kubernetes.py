@@ -37,7 +37,8 @@ PORTLESS = {"base": {"loadgen"}, "own-service": set()}
 # Compose variables a pod does without: SERVICE_NAME and ENVIRONMENT come from pod labels,
 # LOG_FILE is compose's file sink, and analysis calls nobody (compose's block is shared).
 NOT_FROM_COMPOSE = {"SERVICE_NAME", "ENVIRONMENT", "LOG_FILE"}
-NOT_FROM_COMPOSE_FOR = {"analysis": {"ANALYSIS_URL"}}
+# The base runs no broker or Celery worker (docs/kubernetes.md): the api then publishes nothing.
+NOT_FROM_COMPOSE_FOR = {"analysis": {"ANALYSIS_URL"}, "api": {"CELERY_BROKER_URL"}}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 SERVICE_LABEL = "app.kubernetes.io/name"
 ENVIRONMENT_LABEL = "corrstack/environment"
