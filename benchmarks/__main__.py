@@ -31,6 +31,7 @@ from benchmarks.report import (
     targets,
 )
 from benchmarks.rounds import interleaved, run_request_worker, run_worker
+from benchmarks.worker_result import GC_REQUESTS
 
 PARTS = ("inprocess", "multiprocess", "http", "records")
 _REQUEST_MODES = {"inprocess": "in-process", "multiprocess": "multiprocess mode"}
@@ -61,6 +62,7 @@ class Settings:
     chunks: int
     http_rounds: int
     http_seconds: int
+    gc_requests: int = GC_REQUESTS
 
 
 FULL = Settings(rounds=7, requests=10_000, records=20_000, chunks=5, http_rounds=3, http_seconds=10)
@@ -94,6 +96,13 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="per-request and per-record rounds")
     parser.add_argument("--requests", type=int, help="timed requests per per-request measurement")
     parser.add_argument("--records", type=int, help="timed records per per-record measurement")
+    parser.add_argument(
+        "--gc-requests",
+        type=int,
+        help=f"untimed requests per per-request measurement counting GC collections and "
+        f"allocated blocks, after the timed ones (default {GC_REQUESTS}; figures are scaled to "
+        "per 10 000 requests)",
+    )
     parser.add_argument("--http-rounds", type=int)
     parser.add_argument("--http-seconds", type=int, help="wrk duration per app and round")
     parser.add_argument(
@@ -111,6 +120,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         chunks=base.chunks,
         http_rounds=args.http_rounds or base.http_rounds,
         http_seconds=args.http_seconds or base.http_seconds,
+        gc_requests=args.gc_requests or base.gc_requests,
     )
 
 
@@ -154,7 +164,9 @@ def run(argv: list[str]) -> dict[str, Any]:
         rounds = interleaved(
             requested,
             settings.rounds,
-            lambda name: run_request_worker(name, settings.requests, settings.chunks),
+            lambda name: run_request_worker(
+                name, settings.requests, settings.chunks, settings.gc_requests
+            ),
             _progress,
         )
         if single:

@@ -67,10 +67,41 @@ def inprocess_summary(
         }
         for name, results in rounds.items()
     }
+    gc_figures = gc_per_10000_requests(rounds)
+    for name, figures in gc_figures.items():
+        apps[name]["per_10000_requests"] = figures
     summary: dict[str, Any] = {"apps": apps}
     if OURS_WITH_OTEL in rounds:
         summary["beside_opentelemetry"] = beside_opentelemetry(medians, rounds, "cpu_us")
     return summary
+
+
+GC_FIGURES = (
+    "gc_gen0_collections",
+    "gc_gen1_collections",
+    "gc_gen2_collections",
+    "gc_cyclic_garbage_objects",
+    "net_allocated_blocks",
+)
+
+
+def gc_per_10000_requests(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Each app's GC and allocation figures per 10 000 requests (median of rounds), bare's
+    beside them and the difference; apps whose rounds lack a figure are left out."""
+    medians = {
+        name: {key: _median(results, key) for key in GC_FIGURES}
+        for name, results in rounds.items()
+        if results and all(key in result for result in results for key in GC_FIGURES)
+    }
+    bare = medians.get(BARE)
+    return {
+        name: {
+            **figures,
+            "bare": bare,
+            "minus_bare": None if bare is None else {k: v - bare[k] for k, v in figures.items()},
+        }
+        for name, figures in medians.items()
+    }
 
 
 def beside_opentelemetry(
@@ -247,6 +278,35 @@ def _beside_opentelemetry_table(title: str, beside: dict[str, Any]) -> list[str]
     ]
 
 
+def _gc_table(apps: dict[str, Any]) -> list[str]:
+    """Per app: collections per generation, cyclic garbage and net allocated blocks per 10 000
+    requests, each as `app (bare, ±difference)`."""
+    measured = {
+        name: app["per_10000_requests"] for name, app in apps.items() if "per_10000_requests" in app
+    }
+    if not measured:
+        return []
+
+    def cell(figures: dict[str, Any], key: str) -> str:
+        value = _num(figures[key], 0)
+        if figures["bare"] is None or figures is measured.get(BARE):
+            return value
+        return f"{value} ({_num(figures['bare'][key], 0)}, {figures['minus_bare'][key]:+.0f})"
+
+    out = [
+        "### GC and allocations per 10 000 requests (untimed loop after the timed batches; "
+        "median of rounds; each cell: app (bare, app − bare))",
+        "",
+        "| app | gen 0 collections | gen 1 | gen 2 | cyclic garbage objects "
+        "| net allocated blocks |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, figures in measured.items():
+        cells = " | ".join(cell(figures, key) for key in GC_FIGURES)
+        out.append(f"| {name} | {cells} |")
+    return [*out, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables of a run, for the terminal and docs/benchmarks.md."""
     out: list[str] = []
@@ -263,6 +323,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_num(app['overhead_us'])} | {_num(app['corrstack_overhead_ratio'], 2)} |"
             )
         out.append("")
+        out += _gc_table(results["inprocess"]["apps"])
         if "beside_opentelemetry" in results["inprocess"]:
             out += _beside_opentelemetry_table(
                 "### Beside OpenTelemetry, in-process (CPU µs, median of rounds)",

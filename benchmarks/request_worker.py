@@ -1,8 +1,11 @@
 """One in-process measurement: call an app's ASGI callable directly, no sockets.
 
-`python -m benchmarks.request_worker APP REQUESTS CHUNKS` builds APP, checks that the route
-answers 200, warms up, then times CHUNKS batches of REQUESTS/CHUNKS requests and prints the
-median µs per request. The receive/send pair does nothing, so the figure is the app's own cost.
+`python -m benchmarks.request_worker APP REQUESTS CHUNKS [GC_REQUESTS]` builds APP, checks that
+the route answers 200, warms up, then times CHUNKS batches of REQUESTS/CHUNKS requests and prints
+the fastest batch's µs per request. The receive/send pair does nothing, so the figure is the
+app's own cost. After the timed batches, an untimed loop of GC_REQUESTS requests (10 000 unless
+given) counts the garbage collections per generation and the net allocated blocks
+(`count_gc_and_blocks`), reported per 10 000 requests.
 APP may name an app in multiprocess mode (``corrstack[multiprocess]``): its process must start
 with PROMETHEUS_MULTIPROC_DIR set, and after warm-up the mode is checked to be in use
 (`benchmarks.multiprocess_mode`). The apps with or without OpenTelemetry are likewise checked to
@@ -12,6 +15,7 @@ be on the tracing path their name says (`benchmarks.tracing_check`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from collections.abc import Awaitable, Callable
 from time import perf_counter_ns, process_time_ns
@@ -21,7 +25,7 @@ from starlette.types import ASGIApp, Message
 
 from benchmarks import multiprocess_mode, tracing_check
 from benchmarks.apps import REQUEST_PATH, build
-from benchmarks.worker_result import Timing, emit
+from benchmarks.worker_result import GC_REQUESTS, GcCount, Timing, emit
 
 _HEADERS = [
     (b"host", b"127.0.0.1:8000"),
@@ -93,8 +97,51 @@ async def time_requests(
     return per_chunk
 
 
+async def count_gc_and_blocks(app: ASGIApp, requests: int) -> GcCount:
+    """Garbage collections per generation and net allocated blocks over `requests` requests.
+
+    Untimed, after the timed batches. A full `gc.collect()` before the loop and another after
+    it bracket the blocks (`sys.getallocatedblocks()`: blocks held by Python's object allocator,
+    so the difference is what the requests left allocated once garbage is collected, not what
+    they allocated in all); the collections are the `gc.get_stats()` counts of the loop alone,
+    the collector's own automatic runs, the two explicit ones excluded. The cyclic garbage is
+    the unreachable objects those runs found plus what the closing `gc.collect()` found: objects
+    the requests left that only the collector, not reference counting, frees.
+    """
+    gc.collect()
+    blocks = sys.getallocatedblocks()
+    before = gc.get_stats()
+    for _ in range(requests):
+        await app(fresh_scope(), _receive, _discard)
+    after = gc.get_stats()
+    left_over = gc.collect()
+    pairs = list(zip(before, after, strict=True))
+    return GcCount(
+        requests=requests,
+        collections=[end["collections"] - start["collections"] for start, end in pairs],
+        cyclic_garbage=sum(end["collected"] - start["collected"] for start, end in pairs)
+        + left_over,
+        allocated_blocks=sys.getallocatedblocks() - blocks,
+    )
+
+
+async def measure(
+    app: ASGIApp,
+    requests: int,
+    chunks: int,
+    gc_requests: int,
+    after_warm_up: Callable[[int], Awaitable[None]] | None = None,
+) -> tuple[list[Timing], GcCount]:
+    """`time_requests`, then `count_gc_and_blocks` of `gc_requests` more, untimed."""
+    timings = await time_requests(app, requests, chunks, after_warm_up)
+    return timings, await count_gc_and_blocks(app, gc_requests)
+
+
 def main(argv: list[str]) -> None:
     name, requests, chunks = argv[0], int(argv[1]), int(argv[2])
+    gc_requests = int(argv[3]) if len(argv) > 3 else GC_REQUESTS
+    if gc_requests < 1:
+        raise SystemExit("GC_REQUESTS must be at least 1")
     multiprocess_mode.check_environment(name)
     app_name = multiprocess_mode.split(name)[0]
     app = build(app_name)
@@ -103,7 +150,8 @@ def main(argv: list[str]) -> None:
         await multiprocess_mode.verify(name, app, served)  # first: it counts the requests served
         await tracing_check.verify(app_name, app)
 
-    emit(name, asyncio.run(time_requests(app, requests, chunks, verify)))
+    timings, gc_count = asyncio.run(measure(app, requests, chunks, gc_requests, verify))
+    emit(name, timings, gc_count)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from benchmarks import multiprocess_mode
 from benchmarks.http_load import PROJECT_ROOT
-from benchmarks.worker_result import parse
+from benchmarks.worker_result import GC_REQUESTS, parse
 
 T = TypeVar("T")
 
@@ -36,13 +36,19 @@ def interleaved(
 
 
 def run_worker(
-    module: str, name: str, count: int, chunks: int, metrics_directory: str | None = None
+    module: str,
+    name: str,
+    count: int,
+    chunks: int,
+    metrics_directory: str | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Run `python -m <module> name count chunks` in a fresh process; its CPU and wall µs per
-    operation. With `metrics_directory`, the process starts with PROMETHEUS_MULTIPROC_DIR set to
-    it; without, with the variable removed (`multiprocess_mode.child_environment`)."""
+    """Run `python -m <module> name count chunks *extra` in a fresh process; its CPU and wall µs
+    per operation, and its GC and allocation figures per 10 000 requests if it reports them.
+    With `metrics_directory`, the process starts with PROMETHEUS_MULTIPROC_DIR set to it;
+    without, with the variable removed (`multiprocess_mode.child_environment`)."""
     done = subprocess.run(
-        [sys.executable, "-m", module, name, str(count), str(chunks)],
+        [sys.executable, "-m", module, name, str(count), str(chunks), *extra],
         cwd=PROJECT_ROOT,
         env=multiprocess_mode.child_environment(metrics_directory),
         stdin=subprocess.DEVNULL,
@@ -53,13 +59,19 @@ def run_worker(
     if done.returncode != 0:
         raise RuntimeError(f"{module} {name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result = parse(done.stdout)
-    return {"cpu_us": float(result["us"]), "wall_us": float(result["wall_us"])}
+    figures = {"cpu_us": float(result["us"]), "wall_us": float(result["wall_us"])}
+    gc_figures = result.get("per_10000_requests", {})
+    return figures | {key: float(value) for key, value in gc_figures.items()}
 
 
-def run_request_worker(name: str, count: int, chunks: int) -> dict[str, float]:
-    """One per-request measurement; a multiprocess one in a fresh metrics directory of its own,
-    removed when the process has exited."""
+def run_request_worker(
+    name: str, count: int, chunks: int, gc_requests: int = GC_REQUESTS
+) -> dict[str, float]:
+    """One per-request measurement, then `gc_requests` untimed requests counting collections and
+    allocated blocks; a multiprocess one in a fresh metrics directory of its own, removed when
+    the process has exited."""
+    extra = [str(gc_requests)]
     if not multiprocess_mode.split(name)[1]:
-        return run_worker("benchmarks.request_worker", name, count, chunks)
+        return run_worker("benchmarks.request_worker", name, count, chunks, extra=extra)
     with multiprocess_mode.metrics_directory() as directory:
-        return run_worker("benchmarks.request_worker", name, count, chunks, directory)
+        return run_worker("benchmarks.request_worker", name, count, chunks, directory, extra)

@@ -12,6 +12,7 @@ from time import perf_counter_ns, process_time_ns
 from typing import Any
 
 PREFIX = "CORRSTACK-BENCH-RESULT "
+GC_REQUESTS = 10_000  # untimed requests of the GC and allocation count, unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,31 @@ class Timing:
         return cls(cpu / count / 1000, wall / count / 1000)
 
 
-def emit(name: str, per_chunk: list[Timing]) -> None:
+@dataclass(frozen=True)
+class GcCount:
+    """What an untimed loop of `requests` requests cost the garbage collector and the allocator:
+    automatic collections per generation (0, 1, 2), the unreachable objects the collector found
+    (in those and in one `gc.collect()` after), and the net change in allocated blocks."""
+
+    requests: int
+    collections: list[int]
+    cyclic_garbage: int
+    allocated_blocks: int
+
+    def per_10000(self) -> dict[str, float]:
+        scale = 10_000 / self.requests
+        figures = {
+            f"gc_gen{generation}_collections": count * scale
+            for generation, count in enumerate(self.collections)
+        }
+        return {
+            **figures,
+            "gc_cyclic_garbage_objects": self.cyclic_garbage * scale,
+            "net_allocated_blocks": self.allocated_blocks * scale,
+        }
+
+
+def emit(name: str, per_chunk: list[Timing], gc_count: GcCount | None = None) -> None:
     """Print the fastest timed batch for the parent to read.
 
     The headline is CPU time: on a shared machine other processes stretch wall time but not the
@@ -41,6 +66,9 @@ def emit(name: str, per_chunk: list[Timing]) -> None:
         "wall_us": min(timing.wall_us for timing in per_chunk),
         "chunks": [timing.__dict__ for timing in per_chunk],
     }
+    if gc_count is not None:
+        result["gc_requests"] = gc_count.requests
+        result["per_10000_requests"] = gc_count.per_10000()
     sys.stdout.write(PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
 

@@ -21,7 +21,7 @@ from benchmarks import tracing_check
 from benchmarks.apps import APPS, build
 from benchmarks.http_load import parse_wrk
 from benchmarks.record_worker import FORMATTERS
-from benchmarks.report import http_summary, markdown
+from benchmarks.report import GC_FIGURES, http_summary, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +41,10 @@ def run_benchmarks(
         check=True,
     )
     return json.loads(out.read_text()), table.read_text()
+
+
+def number(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def positive(value: object) -> bool:
@@ -64,6 +68,7 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
         "--rounds", "1",
         "--requests", "200",
         "--records", "500",
+        "--gc-requests", "50",
     )  # fmt: skip
     apps = results["inprocess"]["apps"]
     multiprocess = results["multiprocess"]["apps"]
@@ -99,6 +104,19 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
     assert beside["corrstack_added_to_opentelemetry_by_round_us"] == [pytest.approx(added)]
     assert math.isfinite(beside["added_to_opentelemetry_vs_alone"])
     assert "### Beside OpenTelemetry, in-process" in table
+    # GC and allocations per 10 000 requests, from an untimed loop, with bare's beside them.
+    assert results["meta"]["settings"]["gc_requests"] == 50
+    for name, app in apps.items():
+        gc_figures = app["per_10000_requests"]
+        assert set(GC_FIGURES) <= set(gc_figures)
+        bare = apps["bare"]["per_10000_requests"]
+        assert gc_figures["bare"] == {key: bare[key] for key in GC_FIGURES}
+        for key in GC_FIGURES:
+            assert number(gc_figures[key]) and number(gc_figures["bare"][key]), (name, key)
+            difference = gc_figures[key] - gc_figures["bare"][key]
+            assert gc_figures["minus_bare"][key] == pytest.approx(difference)
+        assert all(number(app["rounds"][0][key]) for key in GC_FIGURES)
+    assert "### GC and allocations per 10 000 requests" in table
     verdicts = {target["name"]: target["verdict"] for target in results["targets"]}
     assert len(verdicts) == 5 and "HTTP throughput ÷ bare" in verdicts
     assert verdicts["HTTP throughput ÷ bare"] == "n/a"  # the HTTP part did not run
