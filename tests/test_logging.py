@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import sys
 
 import pytest
 
@@ -246,3 +247,35 @@ def test_explicit_context_fields_are_kept_valid_and_bounded(log_capture: LogCapt
     assert "field_user_id" not in keyword
     assert len(extra["user_id"]) <= 128 + len("…[truncated]") and "\r" not in extra["user_id"]
     assert extra["request_id"] == ""  # invalid and no request: not written, never replaced
+
+
+@pytest.mark.parametrize("method", ["info", "warning", "error", "critical", "log"])
+def test_get_logger_with_plain_fields_names_the_callers_place(
+    log_capture: LogCapture, method: str
+) -> None:
+    log = get_logger("tests.place")
+    call = getattr(log, method)
+    line = sys._getframe().f_lineno + 1
+    (call(logging.ERROR, "At the caller", n=1) if method == "log" else call("At the caller", n=1))
+    (record,) = log_capture.records
+    assert (record["module"], record["function"], record["line"], record["n"]) == (
+        "test_logging",
+        "test_get_logger_with_plain_fields_names_the_callers_place",
+        line,
+        1,
+    )
+
+
+def test_get_logger_records_go_through_the_loggers_filters(log_capture: LogCapture) -> None:
+    logger = logging.getLogger("tests.filtered")
+
+    def drop_secret(record: logging.LogRecord) -> bool:
+        return getattr(record, "kind", "") != "secret"
+
+    logger.addFilter(drop_secret)
+    try:
+        get_logger("tests.filtered").info("Kept", kind="public")
+        get_logger("tests.filtered").info("Dropped", kind="secret")
+    finally:
+        logger.removeFilter(drop_secret)
+    assert [r["message"] for r in log_capture.records] == ["Kept"]
