@@ -235,20 +235,40 @@ def _files_of_others(names: list[str], own: int) -> set[str]:
 
 def _run_identity() -> str | None:
     group = os.getpgid(0)
-    started = _start_ticks(group)
+    started = _group_started(group)
     return None if started is None else f"{group}:{started}"
 
 
 def _leader_running(run: str) -> bool:
     group, _, started = run.partition(":")
-    return group.isdigit() and _start_ticks(int(group)) == started
+    return group.isdigit() and _group_started(int(group)) == started
 
 
-def _start_ticks(pid: int) -> str | None:
-    """The start time of `pid` in clock ticks since boot, from /proc; None without it."""
+def _group_started(group: int) -> str | None:
+    """When process group `group` started: its leader's start time, or, once the leader has
+    exited (a server started in the background by a shell that is gone), the oldest member's
+    — the server's master. None without /proc."""
+    leader = _stat_fields(group)
+    if leader is not None and leader[2] == str(group):
+        return leader[19]
+    oldest: int | None = None
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        fields = _stat_fields(int(entry)) if entry.isdigit() else None
+        if fields is not None and fields[2] == str(group):
+            started = int(fields[19])
+            oldest = started if oldest is None else min(oldest, started)
+    return None if oldest is None else str(oldest)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+            return stat.read().rsplit(b")", 1)[1].decode().split()
     except (OSError, IndexError):
         return None
 

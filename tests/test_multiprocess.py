@@ -268,7 +268,7 @@ def test_a_foreign_directory_fails_at_startup_naming_its_files(metrics_dir: Path
 def test_a_directory_another_running_server_uses_fails_at_startup(metrics_dir: Path) -> None:
     other = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own process group
     try:
-        started = multiprocess._start_ticks(other.pid)
+        started = multiprocess._group_started(other.pid)
         marker = {"run": f"{other.pid}:{started}", "service": "billing"}
         (metrics_dir / "corrstack.run").write_text(json.dumps(marker))
         with pytest.raises(MultiprocessDirectoryError, match=r"another running server.*'billing'"):
@@ -276,6 +276,25 @@ def test_a_directory_another_running_server_uses_fails_at_startup(metrics_dir: P
     finally:
         other.kill()
         other.wait()
+
+
+def test_runs_are_told_apart_when_the_process_groups_leader_has_exited(tmp_path: Path) -> None:
+    # A server started by a shell that exited (`sh -c 'uvicorn … &'`): its process group
+    # outlives the leader, and the run must still be known, or stale files would stay.
+    out = tmp_path / "identity"
+    script = "from instrumentation import multiprocess; print(multiprocess._run_identity())"
+    subprocess.run(
+        ["setsid", "sh", "-c", f'sleep 0.3; "{sys.executable}" -c "{script}" > "{out}" &'],
+        cwd=Path(__file__).resolve().parent.parent,
+        check=True,
+        timeout=30,
+    )  # returns at once: the leader, sh, is gone before Python asks
+    deadline = time.monotonic() + 30
+    while not out.exists() or not out.read_text().strip():
+        assert time.monotonic() < deadline, "the child never wrote its run identity"
+        time.sleep(0.05)
+    group, _, started = out.read_text().strip().partition(":")
+    assert group.isdigit() and started.isdigit(), out.read_text()
 
 
 def test_an_earlier_runs_files_are_removed_at_startup(metrics_dir: Path, log_capture) -> None:
