@@ -206,16 +206,12 @@ class LocalStack:
         self.broker_url = broker
 
     def _wait_redis(self, child: Child, port: int) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.stop.is_set():
-                raise Stopped
-            if child.exited() is not None:
-                raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
-            if redis_pong(port):
-                return
-            self.stop.wait(0.1)
-        raise StartupError(f"redis not answering PING on {port} in {STARTUP_TIMEOUT_S:g} s")
+        self._wait_for(
+            child,
+            lambda: redis_pong(port),
+            f"redis not answering PING on {port} in {STARTUP_TIMEOUT_S:g} s",
+            interval=0.1,
+        )
 
     def start_alert_receiver(self) -> None:
         """The stack's webhook receiver: Alertmanager's notifications as JSON log lines."""
@@ -319,36 +315,39 @@ class LocalStack:
         return path
 
     def _wait_ready(self, child: Child, url: str) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.stop.is_set():
-                raise Stopped
-            if child.exited() is not None:
-                raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
+        def ready() -> bool:
             try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
+                return httpx.get(url, timeout=1.0).status_code == 200
             except httpx.HTTPError:
-                pass
-            self.stop.wait(0.2)
-        raise StartupError(f"{child.name} not ready at {url} in {STARTUP_TIMEOUT_S:g} s")
+                return False
+
+        self._wait_for(child, ready, f"{child.name} not ready at {url} in {STARTUP_TIMEOUT_S:g} s")
 
     def _wait_workers(self, child: Child, directory: Path, workers: int) -> None:
         """Until `workers` live processes have their metrics files in `directory`: each worker
         allocates them when the app is created, before it serves."""
+        self._wait_for(
+            child,
+            lambda: len(live_workers(directory)) >= workers,
+            f"{child.name}: fewer than {workers} workers started in {STARTUP_TIMEOUT_S:g} s, "
+            f"see {child.output}",
+        )
+
+    def _wait_for(
+        self, child: Child, ready: Callable[[], bool], failure: str, interval: float = 0.2
+    ) -> None:
+        """Until `ready()`, failing with `failure` after STARTUP_TIMEOUT_S, or at once when
+        `child` exits or the demo is stopped."""
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.stop.is_set():
                 raise Stopped
             if child.exited() is not None:
                 raise StartupError(f"{child.name} exited with {child.exited()}, see {child.output}")
-            if len(live_workers(directory)) >= workers:
+            if ready():
                 return
-            self.stop.wait(0.2)
-        raise StartupError(
-            f"{child.name}: {len(live_workers(directory))} of {workers} workers started in "
-            f"{STARTUP_TIMEOUT_S:g} s, see {child.output}"
-        )
+            self.stop.wait(interval)
+        raise StartupError(failure)
 
     def describe(self) -> Iterator[str]:
         yield "corrstack demo running on 127.0.0.1 (Ctrl-C stops everything):"
