@@ -21,63 +21,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instrumentation.access_record import AccessRecords
 from instrumentation.accounting import count_drop
-from instrumentation.context import (
-    request_id_var,
-    runtime_var,
-    scope_var,
-    span_id_var,
-    trace_id_var,
+from instrumentation.connection_context import (
+    HEADER,
+    bind_connection,
+    cached_child,
+    unbind_connection,
 )
+from instrumentation.context import runtime_var
 from instrumentation.error_fields import error_fields
-from instrumentation.ids import new_ids, parse_traceparent, valid_id_bytes
 from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.sanitize import clean_text, clean_user_id
-from instrumentation.tracing import current_span_ids, tracing_available
+from instrumentation.tracing import current_span_ids
 from instrumentation.vocabulary import QUIET_PATHS, UNMATCHED_ROUTE
+from instrumentation.websocket_correlation import WebsocketCorrelation
 
-HEADER = b"x-correlation-id"
 _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 _log = logging.getLogger("corrstack.access")
-_warn = logging.getLogger("corrstack.correlation")
-
-
-def _request_ids(
-    headers: Iterable[tuple[bytes, bytes]],
-) -> tuple[str, str, str, bytes | None, str]:
-    """(request_id, trace_id, span_id, rejected header name or None, user agent)."""
-    raw_id: bytes | None = None
-    id_header = b""
-    traceparent: bytes | None = None
-    user_agent = b""
-    for name, value in headers:
-        if name == HEADER or (name == b"x-request-id" and raw_id is None):
-            raw_id, id_header = value, name
-        elif name == b"traceparent":
-            traceparent = value
-        elif name == b"user-agent":
-            user_agent = value
-    fresh = new_ids()  # one random draw for all three: request_id, trace_id, span_id
-    rejected = None
-    if raw_id is not None and valid_id_bytes(raw_id):
-        request_id = raw_id.decode("ascii")
-    else:
-        request_id = fresh[:32]
-        if raw_id is not None:
-            rejected = id_header
-    parent = parse_traceparent(traceparent) if traceparent is not None else None
-    trace_id = parent.trace_id if parent is not None else fresh[32:64]
-    return request_id, trace_id, fresh[64:], rejected, user_agent.decode("latin-1")
-
-
-def _warn_invalid_id(header: bytes) -> None:
-    try:
-        _warn.warning("Invalid correlation ID replaced", extra={"header": header.decode()})
-    except Exception:  # as for the access line: a failing filter never fails a request
-        count_drop("correlation_warning", "error")
 
 
 class CorrelationMiddleware:
@@ -112,9 +75,6 @@ class CorrelationMiddleware:
         self._counter_children: dict[tuple[str, str, int], Any] = {}
         self._histogram_children: dict[tuple[str, str], Any] = {}
         self._gauge_children: dict[tuple[str, str], Any] = {}
-        # Late: the websocket module imports this one's header helpers.
-        from instrumentation.websocket_correlation import WebsocketCorrelation
-
         self._websockets = WebsocketCorrelation(
             app, runtime=runtime, metrics=metrics, resolver=self._resolver, access=self._access
         )
@@ -134,23 +94,13 @@ class CorrelationMiddleware:
                 runtime_var.reset(runtime_token)
             return
         start = perf_counter()
-        request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
-        span = current_span_ids()
-        if span is not None:  # OpenTelemetry's server span, which continued any traceparent
-            trace_id, span_id = span
-        # OpenTelemetry's middleware inside this one: its span is current only in the app.
+        request_id, trace_id, user_agent, look_for_span, tokens = bind_connection(
+            scope, self.runtime
+        )
         late_span: tuple[str, str] | None = None
-        look_for_span = span is None and tracing_available()
-        runtime_token = runtime_var.set(self.runtime)
-        request_token = request_id_var.set(request_id)
-        trace_token = trace_id_var.set(trace_id)
-        span_token = span_id_var.set(span_id)
-        scope_token = scope_var.set(scope)
-        if rejected is not None:
-            _warn_invalid_id(rejected)
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED_ROUTE
-        gauge = self._child(self._gauge_children, self._in_progress, (method, gauge_route))
+        gauge = cached_child(self._gauge_children, self._in_progress, (method, gauge_route))
         gauge.inc()
         status = 500
         response_header = (HEADER, request_id.encode())
@@ -183,7 +133,7 @@ class CorrelationMiddleware:
                     # route: the resolver knows its full template.
                     route = gauge_route
                 if late_span is not None:
-                    trace_id, span_id = late_span
+                    trace_id = late_span[0]
                 self._record(method, route, status, duration, request_id, trace_id)
                 self._access_line(
                     scope, method, route, status, duration, user_agent, error, late_span
@@ -191,22 +141,12 @@ class CorrelationMiddleware:
             except Exception:  # a third-party log filter or handler must not fail the request
                 count_drop("access_line", "error")
             finally:
-                request_id_var.reset(request_token)
-                trace_id_var.reset(trace_token)
-                span_id_var.reset(span_token)
-                scope_var.reset(scope_token)
-                runtime_var.reset(runtime_token)
-
-    def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:
-        child = cache.get(key)
-        if child is None:
-            child = cache[key] = metric.labels(*key)
-        return child
+                unbind_connection(tokens)
 
     def _record(
         self, method: str, route: str, status: int, duration: float, request_id: str, trace_id: str
     ) -> None:
-        self._child(self._counter_children, self._requests, (method, route, status)).inc()
+        cached_child(self._counter_children, self._requests, (method, route, status)).inc()
         key = (method, route)
         histogram = self._histogram_children.get(key)
         if histogram is None:

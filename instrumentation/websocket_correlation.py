@@ -24,21 +24,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from instrumentation.access_record import AccessRecords
 from instrumentation.accounting import count_drop
-from instrumentation.context import (
-    request_id_var,
-    runtime_var,
-    scope_var,
-    span_id_var,
-    trace_id_var,
+from instrumentation.connection_context import (
+    HEADER,
+    bind_connection,
+    cached_child,
+    unbind_connection,
 )
 from instrumentation.error_fields import error_fields
 from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.metrics import Metrics
-from instrumentation.middleware import HEADER, _request_ids, _warn_invalid_id
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime
 from instrumentation.sanitize import clean_text, clean_user_id
-from instrumentation.tracing import current_span_ids, tracing_available
+from instrumentation.tracing import current_span_ids
 from instrumentation.vocabulary import UNMATCHED_ROUTE
 
 METHOD = "WEBSOCKET"  # the access line's `method`: tells connection lines from request lines
@@ -74,19 +72,8 @@ class WebsocketCorrelation:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = perf_counter()
-        request_id, trace_id, span_id, rejected, user_agent = _request_ids(scope["headers"])
-        span = current_span_ids()
-        if span is not None:
-            trace_id, span_id = span
+        request_id, _, user_agent, look_for_span, tokens = bind_connection(scope, self.runtime)
         late_span: tuple[str, str] | None = None
-        look_for_span = span is None and tracing_available()
-        runtime_token = runtime_var.set(self.runtime)
-        request_token = request_id_var.set(request_id)
-        trace_token = trace_id_var.set(trace_id)
-        span_token = span_id_var.set(span_id)
-        scope_token = scope_var.set(scope)
-        if rejected is not None:
-            _warn_invalid_id(rejected)
         response_header = (HEADER, request_id.encode())
         route: str | None = None
         status = _FAILED
@@ -116,7 +103,7 @@ class WebsocketCorrelation:
                 message = {**message, "headers": [*message.get("headers", ()), response_header]}
                 await send(message)
                 status, route = _ACCEPTED, self._route(scope)
-                open_gauge = self._child(self._open_children, self._open, (route,))
+                open_gauge = cached_child(self._open_children, self._open, (route,))
                 open_gauge.inc()
                 return
             elif kind == "websocket.close" and close_code is None:
@@ -143,7 +130,7 @@ class WebsocketCorrelation:
                 if route is None:
                     route = self._route(scope)
                 if open_gauge is not None:
-                    self._child(self._closed_children, self._closed, (route, str(code))).inc()
+                    cached_child(self._closed_children, self._closed, (route, str(code))).inc()
                 self._access_line(
                     scope,
                     route,
@@ -158,11 +145,7 @@ class WebsocketCorrelation:
             except Exception:  # a failing log filter or handler never breaks the connection
                 count_drop("access_line", "error")
             finally:
-                request_id_var.reset(request_token)
-                trace_id_var.reset(trace_token)
-                span_id_var.reset(span_token)
-                scope_var.reset(scope_token)
-                runtime_var.reset(runtime_token)
+                unbind_connection(tokens)
 
     def _route(self, scope: Scope) -> str:
         """The template once the router matched; the resolver's where the scope lacks it."""
@@ -170,12 +153,6 @@ class WebsocketCorrelation:
         if (route == UNMATCHED_ROUTE or is_mounted(scope)) and self._resolver is not None:
             route = self._resolver.template(scope["path"])
         return route
-
-    def _child(self, cache: dict[Any, Any], metric: Any, key: tuple[str, ...]) -> Any:
-        child = cache.get(key)
-        if child is None:
-            child = cache[key] = metric.labels(*key)
-        return child
 
     def _access_line(
         self,
