@@ -59,6 +59,11 @@ def exemplar_path(directory: str, pid: int) -> str:
     return os.path.join(directory, f"{FILE_PREFIX}{pid}{FILE_SUFFIX}")
 
 
+def exemplar_fits(labels: Mapping[str, str]) -> bool:
+    """True when `labels` are within OpenMetrics' bound (prometheus_client raises past it)."""
+    return sum(len(k) + len(v) for k, v in labels.items()) <= MAX_EXEMPLAR_CHARS
+
+
 def bucket_key(sample_name: str, labels: Mapping[str, str]) -> bytes:
     """A bucket's series as stored in a slot: its sample name and sorted labels, `le` included."""
     return orjson.dumps([sample_name, sorted(labels.items())])
@@ -106,7 +111,7 @@ class ExemplarFile:
     def record(self, key: bytes, value: float, labels: Mapping[str, str]) -> bool:
         """Store `labels` as the latest exemplar of the bucket `key`; False when it cannot be
         kept (too long for a slot or OpenMetrics, or every slot taken)."""
-        if sum(len(k) + len(v) for k, v in labels.items()) > MAX_EXEMPLAR_CHARS:
+        if not exemplar_fits(labels):
             return False
         offset = self._slots.get(key)
         if offset is None:

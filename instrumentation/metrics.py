@@ -1,28 +1,79 @@
 """The metrics of DESIGN.md, created once per registry.
 
-`request_id`, `trace_id` and `user_id` are never labels: they travel as exemplars. With
-PROMETHEUS_MULTIPROC_DIR set they are written to the shared files (`instrumentation.multiprocess`),
-the in-progress gauge summed over live workers, the exemplars beside them.
+`request_id`, `trace_id` and `user_id` are never labels: they travel as exemplars, kept for a
+bucket at most once a second (`SampledHistogramChild`). With PROMETHEUS_MULTIPROC_DIR set they
+are written to the shared files (`instrumentation.multiprocess`), the in-progress gauge summed
+over live workers, the exemplars beside them.
 """
 
 from __future__ import annotations
 
+import math
 import weakref
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from time import monotonic
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from instrumentation.exemplar_store import exemplar_fits
+from instrumentation.faults import report_fault
 from instrumentation.multiprocess import multiprocess_directory
 from instrumentation.shared_metrics import SharedHistogramChild
 from instrumentation.vocabulary import LATENCY_BUCKETS, OPERATION_BUCKETS, TASK_BUCKETS
 
+# A bucket of a histogram child keeps an exemplar at most once in this many seconds.
+EXEMPLAR_INTERVAL_SECONDS = 1.0
 
-class HistogramChild(Protocol):
-    """A histogram child that keeps an exemplar, in one process or in multiprocess mode."""
 
-    def observe(self, amount: float, exemplar: Mapping[str, str] | None = None) -> None: ...
+class SampledHistogramChild:
+    """A histogram child whose `observe(value, exemplar)` keeps the exemplar only when the
+    value's bucket has not kept one for `EXEMPLAR_INTERVAL_SECONDS`; otherwise the value is
+    counted alone.
+
+    prometheus_client validates, timestamps and stores every exemplar it is given, about 2 µs
+    a request (3 µs for the exemplar file of multiprocess mode); sampled, each bucket's exemplar
+    at a scrape is still at most about a second older than the bucket's newest value. Threads racing for a due bucket may both keep theirs, and
+    the later one wins, as without sampling. Labels longer than OpenMetrics allows are never
+    kept (a counted fault), so `observe` does not raise for them.
+
+    >>> child = metrics.histogram_child(metrics.http_request_duration_seconds, "GET", "/")
+    >>> child.observe(0.05, {"request_id": "r1"})  # kept: the 0.05 bucket's first
+    >>> child.observe(0.04, {"request_id": "r2"})  # the same bucket, the same second: counted
+    """
+
+    __slots__ = ("_bounds", "_clock", "_count", "_due", "_keep")
+
+    def __init__(
+        self,
+        count: Callable[[float], None],
+        keep: Callable[[float, Mapping[str, str]], None],
+        bounds: Sequence[float],
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._count = count  # counts a value
+        self._keep = keep  # counts a value and keeps its exemplar
+        self._bounds = (*bounds, math.inf)
+        self._due = [-math.inf] * len(self._bounds)  # when each bucket keeps one again
+        self._clock = monotonic if clock is None else clock
+
+    def observe(self, amount: float, exemplar: Mapping[str, str] | None = None) -> None:
+        if exemplar and amount == amount:  # NaN lands in no bucket
+            bucket = bisect_left(self._bounds, amount)  # the first bound >= amount, as `le`
+            now = self._clock()
+            if now >= self._due[bucket]:
+                if exemplar_fits(exemplar):
+                    self._due[bucket] = now + EXEMPLAR_INTERVAL_SECONDS
+                    self._keep(amount, exemplar)
+                    return
+                report_fault("exemplars", "not_kept", "labels over 128 characters")
+        self._count(amount)
+
+    def forget_exemplar_times(self) -> None:
+        """Let every bucket keep the next exemplar it is given."""
+        self._due = [-math.inf] * len(self._bounds)
 
 
 @dataclass(eq=False)
@@ -43,8 +94,8 @@ class Metrics:
     task_duration_seconds: Histogram = field(init=False)
     multiprocess: bool = field(init=False)
     _buckets: dict[int, tuple[str, Sequence[str], Sequence[float]]] = field(init=False, repr=False)
-
-    _shared_children: dict[tuple[int, tuple[str, ...]], SharedHistogramChild] = field(
+    # Each histogram child once, so that its exemplars are sampled over every caller.
+    _children: dict[tuple[int, tuple[str, ...]], SampledHistogramChild] = field(
         init=False, repr=False, default_factory=dict
     )
 
@@ -138,23 +189,38 @@ class Metrics:
             ),
         }
 
-    def histogram_child(self, histogram: Histogram, *labelvalues: str) -> HistogramChild:
-        """`histogram.labels(*labelvalues)`, whose `observe(value, exemplar)` keeps the
-        exemplar in multiprocess mode too.
+    def histogram_child(self, histogram: Histogram, *labelvalues: str) -> SampledHistogramChild:
+        """`histogram.labels(*labelvalues)`, whose `observe(value, exemplar)` keeps an exemplar
+        per bucket at most once a second (`SampledHistogramChild`), in multiprocess mode too.
 
         >>> metrics.histogram_child(metrics.http_request_duration_seconds, "GET", "/").observe(
         ...     0.05, {"request_id": "r1"})
         """
-        child: Any = histogram.labels(*labelvalues)
-        if not self.multiprocess:
-            return child  # type: ignore[no-any-return]
         key = (id(histogram), labelvalues)
-        shared = self._shared_children.get(key)
-        if shared is None:
-            name, labelnames, buckets = self._buckets[id(histogram)]
-            labels = dict(zip(labelnames, labelvalues, strict=True))
-            shared = self._shared_children[key] = SharedHistogramChild(child, name, labels, buckets)
-        return shared
+        sampled = self._children.get(key)
+        if sampled is None:
+            sampled = self._children[key] = self._sampled_child(histogram, labelvalues)
+        return sampled
+
+    def forget_exemplar_times(self) -> None:
+        """Let every bucket of every histogram child keep the next exemplar it is given, as in
+        a fresh process (for `testing.reset`, since a registry's metrics outlive it)."""
+        for child in list(self._children.values()):
+            child.forget_exemplar_times()
+
+    def _sampled_child(
+        self, histogram: Histogram, labelvalues: tuple[str, ...]
+    ) -> SampledHistogramChild:
+        known = self._buckets.get(id(histogram))
+        if known is None:
+            raise ValueError(f"{histogram!r} is not one of this registry's corrstack histograms")
+        name, labelnames, bounds = known
+        child: Any = histogram.labels(*labelvalues)  # its observe() is typed for a dict only
+        if not self.multiprocess:
+            return SampledHistogramChild(child.observe, child.observe, bounds)
+        labels = dict(zip(labelnames, labelvalues, strict=True))
+        shared = SharedHistogramChild(child, name, labels, bounds)
+        return SampledHistogramChild(child.observe, shared.observe, bounds)
 
 
 _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, Metrics] = weakref.WeakKeyDictionary()

@@ -79,7 +79,11 @@ def _exemplar_file() -> ExemplarFile | None:
 
 class SharedHistogramChild:
     """A histogram child in multiprocess mode: counts in prometheus_client's files, the
-    exemplar in this worker's exemplar file, for the bucket the value falls in."""
+    exemplar in this worker's exemplar file, for the bucket the value falls in.
+
+    `Metrics.histogram_child` wraps it in a `SampledHistogramChild`: it is given an exemplar
+    for a bucket at most once a second, and counts every other value without one.
+    """
 
     __slots__ = ("_bounds", "_child", "_keys")
 

@@ -24,6 +24,7 @@ import pytest
 
 from demo.__main__ import parse_args
 from demo.local import LocalOptions, LocalStack, live_workers, service_command
+from instrumentation.metrics import EXEMPLAR_INTERVAL_SECONDS
 from tests.support.demo import samples, scrape, send_each, served_by
 from tests.support.processes import free_port, running, wait_http_ok, wait_until
 from tests.support.stack import query, wait_for_scrape
@@ -122,6 +123,8 @@ def _last_requests_through_two_workers(
     for _ in range(3):
         pinned = _pin_two_workers(api, log_file, sent)
         (boot_a, client_a), (boot_b, client_b) = pinned.items()
+        # The probes' exemplars were kept just now: a bucket keeps the next one a second later.
+        time.sleep(EXEMPLAR_INTERVAL_SECONDS)
         last_a, last_b = f"last-a-{uuid.uuid4().hex}", f"last-b-{uuid.uuid4().hex}"
         assert client_a.put(PROFILE, headers={"X-Correlation-ID": last_a}).status_code == 405
         assert client_b.put(ANALYSIS, headers={"X-Correlation-ID": last_b}).status_code == 405

@@ -110,13 +110,14 @@ def test_the_scrape_carries_each_buckets_latest_exemplar_of_any_worker(metrics_d
     ]
     assert exemplars, text
     request_ids = {line.split('request_id="')[1].split('"')[0] for line in exemplars}
-    # The second worker ran later: every bucket it observed into holds its request.
-    assert "second-1" in request_ids
+    # The second worker ran later: every bucket it observed into holds its request (the
+    # first one in that bucket, as a bucket keeps an exemplar at most once a second).
+    assert "second-0" in request_ids
     assert request_ids <= {"first-0", "first-1", "first-2", "second-0", "second-1"}
     operation = [
         line for line in sample_lines(text, "operation_duration_seconds_bucket") if "#" in line
     ]
-    assert any('request_id="second-1"' in line for line in operation), text
+    assert any('request_id="second-0"' in line for line in operation), text
 
 
 def test_a_scrape_in_the_text_format_has_the_sums_and_no_exemplars(metrics_dir: Path) -> None:
@@ -194,7 +195,7 @@ def test_an_exemplar_file_that_cannot_be_read_leaves_the_sums_served(metrics_dir
     (metrics_dir / "corrstack_exemplars_424242.bin").mkdir()  # open() fails on it
     text = openmetrics(metrics_dir)
     assert f'http_requests_total{{method="GET",route="{ROUTE}",status="200"}} 2.0' in text
-    assert '# {request_id="ok-1"' in text
+    assert '# {request_id="ok-' in text
 
 
 # --- The exemplar file --------------------------------------------------------------------------
