@@ -1,10 +1,14 @@
-"""A LogRecord for the access line, built from a template instead of `Logger.log()`.
+"""The access line, written without the generic record path when nothing needs it.
 
-An access line is written on every request from the same place, so the work `Logger.log()`
-repeats each time — finding the caller's frame, `os.path` calls, thread and process names — is
-done once here. The record then goes through `Logger.handle()` like any other: logger and
-handler levels, filters and propagation all apply. (A custom `setLogRecordFactory` is not
-applied to access lines.)
+An access line is written on every request from the same place. When its logger's only handler
+is corrstack's, with JSON lines and no filter but the CorrelationFilter (as `setup_logging()`
+leaves it), the line's attributes go straight to that handler (`SinkHandler.handle_attrs`):
+the same filter, formatter and sinks as a record's, without making a LogRecord and passing it
+down the logger tree. Otherwise — another handler anywhere on the way, a logger filter, the
+console format, an exception to render — a LogRecord is made from a template, without the work
+`Logger.log()` repeats each time (the caller's frame, `os.path` calls, thread and process
+names), and goes through `Logger.handle()` like any other: logger and handler levels, filters
+and propagation all apply. (A custom `setLogRecordFactory` is not applied to access lines.)
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import threading
 import time
 from typing import Any
+
+from instrumentation.handlers import direct_handler
 
 
 def _start_time() -> float:
@@ -23,13 +29,16 @@ def _start_time() -> float:
 
 
 _START_TIME = _start_time()
+# The access line's `module`, `function` and `line`.
+ACCESS_SITE = ("middleware", "access_line", 0)
 
 
 def _template(logger: logging.Logger) -> dict[str, Any]:
+    module, function, line = ACCESS_SITE
     probe = logging.LogRecord(
-        logger.name, logging.INFO, __file__, 0, "", None, None, func="access_line"
+        logger.name, logging.INFO, __file__, line, "", None, None, func=function
     )
-    probe.module = "middleware"
+    probe.module = module
     return dict(probe.__dict__)
 
 
@@ -47,6 +56,11 @@ class AccessRecords:
         fields: dict[str, Any],
         exc_info: tuple[type[BaseException], BaseException, Any] | None = None,
     ) -> None:
+        if exc_info is None:
+            handler = direct_handler(self.logger, level)
+            if handler is not None:
+                handler.handle_access(level, self.logger.name, message, ACCESS_SITE, fields)
+                return
         record = logging.LogRecord.__new__(logging.LogRecord)
         attrs = record.__dict__
         attrs.update(self._template)  # the standard attributes first, in their usual order

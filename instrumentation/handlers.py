@@ -17,12 +17,15 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from io import FileIO
-from typing import TextIO
+from typing import Any, TextIO
 
-from instrumentation.accounting import count_drop
+from instrumentation.accounting import boot_id, count_drop, next_seq
+from instrumentation.context import fields_var
 from instrumentation.error_fields import error_type
+from instrumentation.log_filters import CorrelationFilter, line_ids
+from instrumentation.log_format import JsonFormatter
 
 
 def _reason(error: BaseException | None) -> str:
@@ -239,16 +242,16 @@ class BackgroundWriter:
         self._writing_since = 0.0
 
     def put(self, line: str) -> None:
+        size = len(line) + 1
         with self._lock:  # the put too: no line may land behind a close's stop marker
-            pending = self._pending + len(line) + 1
-            accepted = pending <= self.limit and not self._closed
-            if accepted:
+            pending = self._pending + size
+            if pending <= self.limit and not self._closed:
                 self._pending = pending
                 self._lines.append(line)
-                if self._idle or (pending > self.limit // 2 and not self._wake.is_set()):
+                if self._idle or (pending > self.limit >> 1 and not self._wake.is_set()):
                     self._wake_writer()  # idle, or a burst is filling the buffer
-        if not accepted:
-            count_drop(self.name, "closed" if self._closed else "queue_full")
+                return
+        count_drop(self.name, "closed" if self._closed else "queue_full")
 
     def _wake_writer(self) -> None:
         """With the lock held: signal the writer (and start it, the first time in this
@@ -348,6 +351,27 @@ def _renew_writers_in_child() -> None:
 os.register_at_fork(after_in_child=_renew_writers_in_child)
 
 
+def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
+    """The SinkHandler a record of `level` from `logger` would reach, when it is the only
+    handler it would reach and `takes_attrs(level)`: `handle_access` then writes exactly what
+    `logger.handle` would. None otherwise — another handler, a logger's filter, no handler."""
+    if logger.filters or logger.disabled:
+        return None
+    found: SinkHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None or not (
+                isinstance(handler, SinkHandler)
+                and type(handler).handle is SinkHandler.handle
+                and type(handler).emit is SinkHandler.emit
+            ):
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found if found is not None and found.takes_attrs(level) else None
+
+
 class SinkHandler(logging.Handler):
     """One handler for every sink: filters run once and each line is rendered once.
 
@@ -382,7 +406,11 @@ class SinkHandler(logging.Handler):
         self.setFormatter(formatter)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if not self.filter(record):
+        filters = self.filters
+        if len(filters) == 1 and type(filters[0]) is CorrelationFilter:  # as setup_logging's
+            if not filters[0].filter_attrs(record.__dict__):
+                return False
+        elif not self.filter(record):
             return False
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
@@ -392,22 +420,75 @@ class SinkHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        shared: str | None = None  # the handler formatter's line, rendered once for all sinks
+        self._deliver(lambda formatter: formatter.format(record))
+        prefix = self._last_words.get(record.name)
+        if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
+            self.drain(self.last_words_timeout, skip_stalled=True)
+
+    def takes_attrs(self, level: int) -> bool:
+        """Whether `handle_access` may stand for `handle` here: a record of `level` passes the
+        handler's level, its one filter is a CorrelationFilter and every line is JSON."""
+        filters = self.filters
+        if level < self.level or len(filters) != 1 or type(filters[0]) is not CorrelationFilter:
+            return False
+        if type(self.formatter) is not JsonFormatter:
+            return False
+        for sink in self.sinks:
+            if sink.formatter is not None and type(sink.formatter) is not JsonFormatter:
+                return False
+        return True
+
+    def handle_access(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        site: tuple[str, str, int],
+        fields: dict[str, Any],
+    ) -> None:
+        """`handle` for an access line (`takes_attrs(level)` said yes), without a LogRecord:
+        the ids, `seq` and bound fields the CorrelationFilter would give it, rendered by
+        `JsonFormatter.access_line`; `fields` gives up its `trace_id`, `span_id`, `user_id`."""
+        ids = line_ids(
+            None,
+            fields.pop("trace_id", None),
+            fields.pop("span_id", None),
+            fields.pop("user_id", None),
+        )
+        created, level_name, seq, bound = (
+            time.time(),
+            logging.getLevelName(level),
+            next_seq(),
+            fields_var.get(),
+        )
+
+        def render(formatter: Any) -> str:  # a JsonFormatter: takes_attrs() said so
+            return formatter.access_line(  # type: ignore[no-any-return]
+                created, level_name, logger, message, ids, site, seq, boot_id(), bound, fields
+            )
+
+        if self._caller_writes:
+            with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+                self._deliver(render)
+        else:
+            self._deliver(render)
+
+    def _deliver(self, render: Callable[[logging.Formatter], str]) -> None:
+        """Give each sink its line: `render(formatter)`, once for the sinks that share the
+        handler's formatter."""
+        shared: str | None = None
         for sink in self.sinks:
             try:
                 if sink.formatter is not None:
-                    line = sink.formatter.format(record)
+                    line = render(sink.formatter)
                 else:
                     if shared is None:
                         assert self.formatter is not None
-                        shared = self.formatter.format(record)
+                        shared = render(self.formatter)
                     line = shared
                 sink.put(line)
             except Exception as error:
                 count_drop(sink.name, _reason(error))
-        prefix = self._last_words.get(record.name)
-        if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
-            self.drain(self.last_words_timeout, skip_stalled=True)
 
     def handleError(self, record: logging.LogRecord) -> None:
         count_drop("handler", _reason(sys.exc_info()[1]))

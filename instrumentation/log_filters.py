@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 from instrumentation.accounting import boot_id, next_seq
 from instrumentation.context import (
@@ -22,14 +23,25 @@ from instrumentation.sanitize import clean_user_id
 from instrumentation.tracing import current_span_ids
 
 _LOGGED_MARK = "__corrstack_logged__"
-# Set on a record the filter has seen; an object no `extra=` can supply.
-_FILTERED = "corrstack_filtered"
-_FILTERED_MARK = object()
+# Set on a record the filter has seen, to an object no `extra=` can supply.
+FILTERED_ATTR = "corrstack_filtered"
+
+
+class Filtered:
+    """Where the filter's attributes are in a record's `__dict__`: positions `start` to `end`
+    (this mark first). The formatter skips them in one step instead of testing each."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = self.end = start
+
+
 # The record attribute holding the bound fields (`bind_context(order_id=…)`), for the formatter.
 BOUND_FIELDS_ATTR = "corrstack_fields"
 _OWN_ATTRS = ("seq", "boot_id", BOUND_FIELDS_ATTR)
 # Every attribute the filter puts on a record that is not a field of the line as it is.
-FILTER_ATTRS = frozenset({*_OWN_ATTRS, _FILTERED})
+FILTER_ATTRS = frozenset({*_OWN_ATTRS, FILTERED_ATTR})
 # Only a server's report is dropped: an app's own lines about the same exception are kept.
 _SERVER_LOGGERS = frozenset({"uvicorn.error", "uvicorn", "gunicorn.error", "hypercorn.error"})
 
@@ -48,43 +60,63 @@ class CorrelationFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        attrs = record.__dict__
-        if attrs.get(_FILTERED) is _FILTERED_MARK:
+        return self.filter_attrs(record.__dict__)
+
+    def filter_attrs(self, attrs: dict[str, Any]) -> bool:
+        """`filter` on a record's attributes: the access line's, which has no LogRecord."""
+        if type(attrs.get(FILTERED_ATTR)) is Filtered:
             return True
-        exc_info = record.exc_info
-        if exc_info and record.name in _SERVER_LOGGERS and was_logged(exc_info[1]):
+        exc_info = attrs.get("exc_info")
+        if exc_info and attrs["name"] in _SERVER_LOGGERS and was_logged(exc_info[1]):
             return False  # a server's second report of an exception we logged with its stack
-        attrs[_FILTERED] = _FILTERED_MARK
-        for name in _OWN_ATTRS:
-            if name in attrs:  # passed by the caller (`extra={"seq": …}`): a field like others
-                attrs["field_" + name] = attrs.pop(name)
-        # Passed explicitly (extra=, keyword fields): validated like header values.
-        attrs["request_id"] = _explicit_id(attrs, "request_id") or request_id_var.get()
-        trace_id, span_id = _explicit_id(attrs, "trace_id"), _explicit_id(attrs, "span_id")
-        if trace_id is None or span_id is None:
-            # The OpenTelemetry span current where the line is written, else corrstack's own.
-            span = current_span_ids()
-            if span is None:
-                trace_id = trace_id or trace_id_var.get()
-                span_id = span_id or span_id_var.get()
-            else:
-                trace_id = trace_id or span[0]
-                span_id = span_id or span[1]
-        attrs["trace_id"] = trace_id
-        attrs["span_id"] = span_id
-        user_id = attrs.get("user_id")
-        attrs["user_id"] = current_user_id() if user_id is None else clean_user_id(str(user_id))
+        if "seq" in attrs or "boot_id" in attrs or BOUND_FIELDS_ATTR in attrs:
+            for name in _OWN_ATTRS:  # passed by the caller (`extra={"seq": …}`): a field
+                if name in attrs:
+                    attrs["field_" + name] = attrs.pop(name)
+        mark = attrs[FILTERED_ATTR] = Filtered(len(attrs))  # what follows is the filter's
+        attrs["request_id"], attrs["trace_id"], attrs["span_id"], attrs["user_id"] = line_ids(
+            attrs.get("request_id"),
+            attrs.get("trace_id"),
+            attrs.get("span_id"),
+            attrs.get("user_id"),
+        )
         bound = fields_var.get()
         if bound:
             attrs[BOUND_FIELDS_ATTR] = bound
         attrs["seq"] = next_seq()
         attrs["boot_id"] = boot_id()
+        mark.end = len(attrs)
         return True
 
 
-def _explicit_id(attrs: dict[str, object], key: str) -> str | None:
+def line_ids(
+    request_id: object, trace_id: object, span_id: object, user_id: object
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """(request_id, trace_id, span_id, user_id) of a line: the values passed explicitly
+    (`extra=`, keyword fields), validated like header values, else the context's. trace_id and
+    span_id are the OpenTelemetry span's current where the line is written, else corrstack's."""
+    if request_id is not None or trace_id is not None or span_id is not None:
+        request_id = _explicit_id(request_id)
+        trace_id = _explicit_id(trace_id)
+        span_id = _explicit_id(span_id)
+    if trace_id is None or span_id is None:
+        span = current_span_ids()
+        if span is None:
+            trace_id = trace_id or trace_id_var.get()
+            span_id = span_id or span_id_var.get()
+        else:
+            trace_id = trace_id or span[0]
+            span_id = span_id or span[1]
+    return (
+        request_id or request_id_var.get(),
+        trace_id,
+        span_id,
+        current_user_id() if user_id is None else clean_user_id(str(user_id)),
+    )
+
+
+def _explicit_id(value: object) -> str | None:
     """A valid ID passed on the record; an invalid one is dropped in favour of the context."""
-    value = attrs.get(key)
     if value is None:
         return None
     text = str(value)

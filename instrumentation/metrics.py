@@ -35,9 +35,10 @@ class SampledHistogramChild:
 
     prometheus_client validates, timestamps and stores every exemplar it is given, about 2 µs
     a request (3 µs for the exemplar file of multiprocess mode); sampled, each bucket's exemplar
-    at a scrape is still at most about a second older than the bucket's newest value. Threads racing for a due bucket may both keep theirs, and
-    the later one wins, as without sampling. Labels longer than OpenMetrics allows are never
-    kept (a counted fault), so `observe` does not raise for them.
+    at a scrape is still at most about a second older than the bucket's newest value. Threads
+    racing for a due bucket may both keep theirs, and the later one wins, as without sampling.
+    Labels longer than OpenMetrics allows are never kept (a counted fault), so `observe` does
+    not raise for them.
 
     >>> child = metrics.histogram_child(metrics.http_request_duration_seconds, "GET", "/")
     >>> child.observe(0.05, {"request_id": "r1"})  # kept: the 0.05 bucket's first

@@ -32,7 +32,7 @@ from instrumentation.error_fields import error_fields
 from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
-from instrumentation.sanitize import clean_text, clean_user_id
+from instrumentation.sanitize import clean_text
 from instrumentation.tracing import current_span_ids
 from instrumentation.vocabulary import QUIET_PATHS, UNMATCHED_ROUTE
 from instrumentation.websocket_correlation import WebsocketCorrelation
@@ -188,7 +188,7 @@ class CorrelationMiddleware:
         }
         user_id = scope.get("path_params", {}).get("user_id")
         if user_id is not None:
-            fields["user_id"] = clean_user_id(str(user_id))
+            fields["user_id"] = str(user_id)  # validated by the CorrelationFilter
         if late_span is not None:
             fields["trace_id"], fields["span_id"] = late_span
         exc_info = None

@@ -51,6 +51,10 @@ def _char_class(ranges: tuple[tuple[int, int], ...]) -> re.Pattern[str]:
 _UNSAFE = _char_class(UNSAFE_RANGES)
 # In an encoded line the JSON encoder has escaped the C0 controls already; not the others.
 _UNSAFE_IN_JSON = _char_class(UNSAFE_RANGES[1:])
+# User ids `clean_user_id` leaves as they are, remembered: at most 4096 of at most 64 characters.
+_PLAIN_USER_ID_CHARS = 64
+_PLAIN_USER_IDS = 4096
+_plain_user_ids: dict[str, bool] = {}
 _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*$")
 
 
@@ -68,9 +72,16 @@ def clean_user_id(value: str) -> str:
 
     Secrets are masked before the cut, so a token longer than the bound is not left half-shown.
     """
+    if value in _plain_user_ids:  # seen before, and left as it was: the common case
+        return value
     if value.startswith("eyJ") and _JWT.match(value):
         return MASK
-    return clean_text(redact_text(value[:MAX_FIELD_CHARS]), MAX_USER_ID_CHARS)
+    cleaned = clean_text(redact_text(value[:MAX_FIELD_CHARS]), MAX_USER_ID_CHARS)
+    if cleaned == value and len(value) <= _PLAIN_USER_ID_CHARS:
+        if len(_plain_user_ids) >= _PLAIN_USER_IDS:
+            _plain_user_ids.clear()  # a flood of ids costs recomputation, never memory
+        _plain_user_ids[value] = True
+    return cleaned
 
 
 def clean_field_value(value: Any) -> Any:

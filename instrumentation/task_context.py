@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -51,7 +50,7 @@ def task_headers() -> dict[str, str]:
     span = current_span_ids()
     trace_id = span[0] if span is not None else trace_id_var.get()
     if trace_id:
-        headers[TRACEPARENT_HEADER] = format_traceparent(trace_id, os.urandom(8).hex())
+        headers[TRACEPARENT_HEADER] = format_traceparent(trace_id, new_ids()[64:])
     user_id = current_user_id()
     if user_id:
         headers[USER_ID_HEADER] = user_id

@@ -29,6 +29,7 @@ from instrumentation.faults import reset_faults
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import JsonFormatter
 from instrumentation.logging_setup import parse_level, shutdown_logging
+from instrumentation.metrics import metrics_for
 from instrumentation.runtime import Runtime, process_runtime, set_process_runtime
 
 __all__ = ["capture_logs", "capture_metrics", "reset"]
@@ -107,8 +108,9 @@ def reset(timeout: float = 5.0) -> None:
     most) and sets the root logger's level back to WARNING, stdlib's default; makes the
     process's runtime a new default one (service "unknown", environment "development",
     prometheus_client's global registry, an error tracker with no patterns and the settings
-    read again on first use); forgets fault counts, log drop counts and business-event cost
-    totals. Caches (secret-key verdicts, route templates) only memoize: they are kept.
+    read again on first use); forgets fault counts, log drop counts, business-event cost
+    totals and when the global registry's histograms last kept an exemplar. Caches (secret-key
+    verdicts, route templates) only memoize: they are kept.
 
     >>> @pytest.fixture(autouse=True)
     ... def _corrstack() -> Iterator[None]:
@@ -122,3 +124,4 @@ def reset(timeout: float = 5.0) -> None:
     reset_faults()
     reset_drops()
     business_events.forget_costs()
+    metrics_for().forget_exemplar_times()  # prometheus_client's global registry: shared
