@@ -351,6 +351,14 @@ def _renew_writers_in_child() -> None:
 os.register_at_fork(after_in_child=_renew_writers_in_child)
 
 
+def _format(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    return formatter.format(record)
+
+
+def _access_line(formatter: JsonFormatter, line: tuple[Any, ...]) -> str:
+    return formatter.access_line(*line)
+
+
 def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     """The SinkHandler a record of `level` from `logger` would reach, when it is the only
     handler it would reach and `takes_attrs(level)`: `handle_access` then writes exactly what
@@ -420,7 +428,7 @@ class SinkHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._deliver(lambda formatter: formatter.format(record))
+        self._deliver(_format, record)
         prefix = self._last_words.get(record.name)
         if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
             self.drain(self.last_words_timeout, skip_stalled=True)
@@ -462,29 +470,25 @@ class SinkHandler(logging.Handler):
             fields_var.get(),
         )
 
-        def render(formatter: Any) -> str:  # a JsonFormatter: takes_attrs() said so
-            return formatter.access_line(  # type: ignore[no-any-return]
-                created, level_name, logger, message, ids, site, seq, boot_id(), bound, fields
-            )
-
+        line = (created, level_name, logger, message, ids, site, seq, boot_id(), bound, fields)
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                self._deliver(render)
+                self._deliver(_access_line, line)
         else:
-            self._deliver(render)
+            self._deliver(_access_line, line)
 
-    def _deliver(self, render: Callable[[logging.Formatter], str]) -> None:
-        """Give each sink its line: `render(formatter)`, once for the sinks that share the
-        handler's formatter."""
+    def _deliver(self, render: Callable[[Any, Any], str], item: Any) -> None:
+        """Give each sink its line: `render(formatter, item)`, once for the sinks that share
+        the handler's formatter."""
         shared: str | None = None
         for sink in self.sinks:
             try:
                 if sink.formatter is not None:
-                    line = render(sink.formatter)
+                    line = render(sink.formatter, item)
                 else:
                     if shared is None:
                         assert self.formatter is not None
-                        shared = render(self.formatter)
+                        shared = render(self.formatter, item)
                     line = shared
                 sink.put(line)
             except Exception as error:

@@ -7,10 +7,13 @@ import sys
 from typing import Any
 
 from instrumentation.log_format import UNSETTABLE_ATTRS
+from instrumentation.log_record import make_record
 
 _PASSTHROUGH = ("exc_info", "stack_info", "stacklevel", "extra")
 # Fields that need `Logger._log` (passed through) or renaming (LogRecord attributes).
 _SLOW_KEYS = frozenset(_PASSTHROUGH) | UNSETTABLE_ATTRS
+_MAKE_RECORD = logging.Logger.makeRecord
+_PLAIN_FACTORIES = (logging.LogRecord, make_record)  # they set the attributes of LogRecord only
 
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
@@ -44,18 +47,21 @@ class CorrelatedLogger:
             # propagation apply as for any record.
             frame = sys._getframe(2)
             code = frame.f_code
-            record = logger.makeRecord(
-                logger.name,
-                level,
-                code.co_filename,
-                frame.f_lineno,
-                msg,
-                args,
-                None,
-                code.co_name,
-                fields or None,
-                None,
-            )
+            factory = logging.getLogRecordFactory()
+            if type(logger).makeRecord is _MAKE_RECORD and factory in _PLAIN_FACTORIES:
+                # What `makeRecord` does, without testing each field against attributes these
+                # factories never set (`_SLOW_KEYS` has them all).
+                record = factory(
+                    logger.name, level, code.co_filename, frame.f_lineno, msg, args, None,
+                    code.co_name, None,
+                )  # fmt: skip
+                if fields:
+                    record.__dict__.update(fields)
+            else:
+                record = logger.makeRecord(
+                    logger.name, level, code.co_filename, frame.f_lineno, msg, args, None,
+                    code.co_name, fields or None, None,
+                )  # fmt: skip
             logger.handle(record)
             return
         kwargs: dict[str, Any] = {k: fields.pop(k) for k in _PASSTHROUGH if k in fields}

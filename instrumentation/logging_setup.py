@@ -23,6 +23,8 @@ from instrumentation.handlers import (
 )
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import ConsoleFormatter, JsonFormatter
+from instrumentation.log_record import install as install_record_factory
+from instrumentation.log_record import uninstall as uninstall_record_factory
 from instrumentation.logger import get_logger
 from instrumentation.runtime import Runtime, process_runtime, set_process_runtime
 from instrumentation.settings import bounded_int, env, safe_name
@@ -130,6 +132,7 @@ def setup_logging(
 
     root = logging.getLogger()
     previous = _detach(root)
+    install_record_factory()  # the same records as stdlib's, for less (a custom one is kept)
     root.addHandler(handler)
     root.setLevel(numeric_level)
     set_process_runtime(runtime)
@@ -232,11 +235,13 @@ def flush_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
 
 
 def shutdown_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
-    """Write out buffered lines and close corrstack's handlers (also runs at exit).
+    """Write out buffered lines and close corrstack's handlers (also runs at exit); stdlib's
+    LogRecord factory is back if setup_logging() had put corrstack's (`log_record`) in its place.
 
     Waits `timeout` seconds at most in all: a writer stuck on a stalled sink is abandoned (a
     daemon thread), so exit never hangs. True if every line was written.
     """
+    uninstall_record_factory()
     return _close(_detach(logging.getLogger()), timeout)
 
 
