@@ -406,7 +406,7 @@ def markdown(results: dict[str, Any]) -> str:
     for target in results["targets"]:
         sign = "≤" if target["at_most"] else "≥"
         out.append(
-            f"| {target['name']} | {_num(target['value'], 2)} | {sign} {target['limit']} "
+            f"| {target['name']} | {_num(target['value'], 2)} | {sign} {_num(target['limit'], 2)} "
             f"| {target['verdict']} |"
         )
     return "\n".join(out) + "\n"

@@ -29,6 +29,9 @@ from instrumentation.tracing import current_span_ids, tracing_available
 
 HEADER = b"x-correlation-id"
 _warn = logging.getLogger("corrstack.correlation")
+# The request headers read: X-Correlation-ID, X-Request-ID (when no X-Correlation-ID came first
+# or later), traceparent, User-Agent.
+_WANTED = {HEADER: 0, b"x-request-id": 1, b"traceparent": 2, b"user-agent": 3}
 
 # (request_id, trace_id, user agent, look for a span later, the ContextVar tokens)
 Bound = tuple[str, str, str, bool, tuple[Token[Any], ...]]
@@ -43,11 +46,14 @@ def request_ids(
     traceparent: bytes | None = None
     user_agent = b""
     for name, value in headers:
-        if name == HEADER or (name == b"x-request-id" and raw_id is None):
+        wanted = _WANTED.get(name)  # one lookup for the headers read here, most are not
+        if wanted is None:
+            continue
+        if wanted == 0 or (wanted == 1 and raw_id is None):
             raw_id, id_header = value, name
-        elif name == b"traceparent":
+        elif wanted == 2:
             traceparent = value
-        elif name == b"user-agent":
+        elif wanted == 3:
             user_agent = value
     fresh = new_ids()  # one random draw for all three: request_id, trace_id, span_id
     rejected = None

@@ -365,19 +365,31 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     `logger.handle` would. None otherwise — another handler, a logger's filter, no handler."""
     if logger.filters or logger.disabled:
         return None
-    found: SinkHandler | None = None
+    found: logging.Handler | None = None
     current: logging.Logger | None = logger
     while current is not None:
-        for handler in current.handlers:
-            if found is not None or not (
-                isinstance(handler, SinkHandler)
-                and type(handler).handle is SinkHandler.handle
-                and type(handler).emit is SinkHandler.emit
-            ):
+        handlers = current.handlers
+        if handlers:
+            if found is not None or len(handlers) > 1:
                 return None
-            found = handler
+            found = handlers[0]
         current = current.parent if current.propagate else None
-    return found if found is not None and found.takes_attrs(level) else None
+    if found is None:
+        return None
+    kind = type(found)
+    plain = _plain_sink_handlers.get(kind)
+    if plain is None:  # a SinkHandler that handles and emits as SinkHandler does
+        plain = _plain_sink_handlers[kind] = (
+            issubclass(kind, SinkHandler)
+            and kind.handle is SinkHandler.handle
+            and kind.emit is SinkHandler.emit
+        )
+    if plain and found.takes_attrs(level):  # type: ignore[attr-defined]
+        return found  # type: ignore[return-value]  # a SinkHandler: `plain`
+    return None
+
+
+_plain_sink_handlers: dict[type[logging.Handler], bool] = {}
 
 
 class SinkHandler(logging.Handler):
@@ -474,8 +486,19 @@ class SinkHandler(logging.Handler):
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 self._deliver(_access_line, line)
-        else:
-            self._deliver(_access_line, line)
+            return
+        shared: str | None = None  # `_deliver`, unrolled: the access line's hot path
+        for sink in self.sinks:
+            try:
+                if sink.formatter is not None:
+                    text = sink.formatter.access_line(*line)  # type: ignore[attr-defined]
+                else:
+                    if shared is None:
+                        shared = self.formatter.access_line(*line)  # type: ignore[union-attr]
+                    text = shared
+                sink.put(text)
+            except Exception as error:
+                count_drop(sink.name, _reason(error))
 
     def _deliver(self, render: Callable[[Any, Any], str], item: Any) -> None:
         """Give each sink its line: `render(formatter, item)`, once for the sinks that share

@@ -27,14 +27,11 @@ _LOGGED_MARK = "__corrstack_logged__"
 FILTERED_ATTR = "corrstack_filtered"
 
 
-class Filtered:
-    """Where the filter's attributes are in a record's `__dict__`: positions `start` to `end`
-    (this mark first). The formatter skips them in one step instead of testing each."""
+class Filtered(list[int]):
+    """Where the filter's attributes are in a record's `__dict__`: `[start, end]` (this mark at
+    `start`). The formatter skips them in one step instead of testing each."""
 
-    __slots__ = ("end", "start")
-
-    def __init__(self, start: int) -> None:
-        self.start = self.end = start
+    __slots__ = ()
 
 
 # The record attribute holding the bound fields (`bind_context(order_id=…)`), for the formatter.
@@ -73,7 +70,7 @@ class CorrelationFilter(logging.Filter):
             for name in _OWN_ATTRS:  # passed by the caller (`extra={"seq": …}`): a field
                 if name in attrs:
                     attrs["field_" + name] = attrs.pop(name)
-        mark = attrs[FILTERED_ATTR] = Filtered(len(attrs))  # what follows is the filter's
+        mark = attrs[FILTERED_ATTR] = Filtered((len(attrs), 0))  # what follows: the filter's
         attrs["request_id"], attrs["trace_id"], attrs["span_id"], attrs["user_id"] = line_ids(
             attrs.get("request_id"),
             attrs.get("trace_id"),
@@ -85,7 +82,7 @@ class CorrelationFilter(logging.Filter):
             attrs[BOUND_FIELDS_ATTR] = bound
         attrs["seq"] = next_seq()
         attrs["boot_id"] = boot_id()
-        mark.end = len(attrs)
+        mark[1] = len(attrs)
         return True
 
 

@@ -235,7 +235,7 @@ class JsonFormatter(OrjsonFormatter):
                 self._add_field(data, key, value)
         mark = attrs.get(FILTERED_ATTR)
         # The filter's attributes are not keyword fields: skipped in one step.
-        block = (mark.start, mark.end) if type(mark) is Filtered else None
+        block = mark if type(mark) is Filtered else None
         self._add_fields(
             data, islice(attrs.items(), extras_from, None if block is None else block[0]), bound
         )
