@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from instrumentation.accounting import boot_id, count_drop, next_seq
 from instrumentation.context import fields_var
 from instrumentation.error_fields import error_type
-from instrumentation.log_filters import CorrelationFilter, line_ids
+from instrumentation.log_filters import CorrelationFilter, line_ids, rename_own_attrs
 from instrumentation.log_format import JsonFormatter
 
 
@@ -469,6 +469,7 @@ class SinkHandler(logging.Handler):
         """`handle` for an access line (`takes_attrs(level)` said yes), without a LogRecord:
         the ids, `seq` and bound fields the CorrelationFilter would give it, rendered by
         `JsonFormatter.access_line`; `fields` gives up its `trace_id`, `span_id`, `user_id`."""
+        rename_own_attrs(fields)  # as the filter does for a record
         ids = line_ids(
             None,
             fields.pop("trace_id", None),

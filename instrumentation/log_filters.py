@@ -66,10 +66,7 @@ class CorrelationFilter(logging.Filter):
         exc_info = attrs.get("exc_info")
         if exc_info and attrs["name"] in _SERVER_LOGGERS and was_logged(exc_info[1]):
             return False  # a server's second report of an exception we logged with its stack
-        if "seq" in attrs or "boot_id" in attrs or BOUND_FIELDS_ATTR in attrs:
-            for name in _OWN_ATTRS:  # passed by the caller (`extra={"seq": …}`): a field
-                if name in attrs:
-                    attrs["field_" + name] = attrs.pop(name)
+        rename_own_attrs(attrs)
         mark = attrs[FILTERED_ATTR] = Filtered((len(attrs), 0))  # what follows: the filter's
         attrs["request_id"], attrs["trace_id"], attrs["span_id"], attrs["user_id"] = line_ids(
             attrs.get("request_id"),
@@ -84,6 +81,15 @@ class CorrelationFilter(logging.Filter):
         attrs["boot_id"] = boot_id()
         mark[1] = len(attrs)
         return True
+
+
+def rename_own_attrs(fields: dict[str, Any]) -> None:
+    """`seq`, `boot_id` and the bound-fields attribute passed by a caller (`extra={"seq": …}`)
+    are fields like others: renamed `field_<name>` and moved last, before the filter's own."""
+    if "seq" in fields or "boot_id" in fields or BOUND_FIELDS_ATTR in fields:
+        for name in _OWN_ATTRS:
+            if name in fields:
+                fields["field_" + name] = fields.pop(name)
 
 
 def line_ids(

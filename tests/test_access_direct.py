@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from instrumentation import bind_context, setup_logging
 from instrumentation.access_record import AccessRecords
@@ -178,3 +180,38 @@ def test_a_remembered_user_id_is_only_one_left_as_it_was() -> None:
     sanitize._plain_user_ids.update(dict.fromkeys(map(str, range(5000)), True))
     sanitize.clean_user_id("u-43")  # full: cleared, never more than its bound
     assert len(sanitize._plain_user_ids) <= 4096
+
+
+_ODD_VALUES = st.one_of(
+    st.text(max_size=80),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=2040, max_size=2100),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    path=st.text(max_size=60),
+    user_agent=st.sampled_from(["curl/8", "Bearer abc.def", "x\u202eevil", "token=s3cr3t"]),
+    odd=st.dictionaries(
+        st.sampled_from(["path", "route", "client_addr", "plan", "api_key", "level", "seq"]),
+        _ODD_VALUES,
+        max_size=4,
+    ),
+)
+def test_any_values_give_the_same_line_both_ways(
+    log_capture: LogCapture, bound_request: None, path: str, user_agent: str, odd: dict[str, Any]
+) -> None:
+    log_capture.stream.seek(0)
+    log_capture.stream.truncate()
+    fields = {**_FIELDS, "path": path, "user_agent": user_agent, **odd}
+    direct, generic = _emit_both_ways(log_capture, fields)
+    assert _comparable(direct) == _comparable(generic)
+    assert list(direct) == list(generic)
