@@ -16,9 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
+from instrumentation.error_fields import error_fields
 from instrumentation.handlers import direct_handler
+from instrumentation.log_filters import mark_logged, was_logged
 
 
 def _start_time() -> float:
@@ -54,7 +57,34 @@ class AccessRecords:
         level: int,
         message: str,
         fields: dict[str, Any],
-        exc_info: tuple[type[BaseException], BaseException, Any] | None = None,
+        scope: Mapping[str, Any],
+        late_span: tuple[str, str] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """One access line: `fields`, plus the connection's `user_id` path parameter, the
+        span seen once the app ran (`late_span`) and, for `error`, its fields when its stack is
+        in a line already, else the stack; `error` is then marked as logged."""
+        user_id = scope.get("path_params", {}).get("user_id")
+        if user_id is not None:
+            fields["user_id"] = str(user_id)  # validated by the CorrelationFilter
+        if late_span is not None:
+            fields["trace_id"], fields["span_id"] = late_span
+        exc_info = None
+        if error is not None:
+            if was_logged(error):  # e.g. error_tracker.track(error) already wrote the stack
+                fields.update(error_fields(error))
+            else:
+                exc_info = (type(error), error, error.__traceback__)
+        self._write(level, message, fields, exc_info)
+        if error is not None:  # not when the line failed: the server's report is then the stack
+            mark_logged(error)
+
+    def _write(
+        self,
+        level: int,
+        message: str,
+        fields: dict[str, Any],
+        exc_info: tuple[type[BaseException], BaseException, Any] | None,
     ) -> None:
         if exc_info is None:
             handler = direct_handler(self.logger, level)

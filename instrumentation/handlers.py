@@ -361,7 +361,7 @@ def _access_line(formatter: JsonFormatter, line: tuple[Any, ...]) -> str:
 
 def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     """The SinkHandler a record of `level` from `logger` would reach, when it is the only
-    handler it would reach and `takes_attrs(level)`: `handle_access` then writes exactly what
+    handler it would reach and `takes_access_line(level)`: `handle_access` then writes exactly what
     `logger.handle` would. None otherwise — another handler, a logger's filter, no handler."""
     if logger.filters or logger.disabled:
         return None
@@ -384,7 +384,7 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
             and kind.handle is SinkHandler.handle
             and kind.emit is SinkHandler.emit
         )
-    if plain and found.takes_attrs(level):  # type: ignore[attr-defined]
+    if plain and found.takes_access_line(level):  # type: ignore[attr-defined]
         return found  # type: ignore[return-value]  # a SinkHandler: `plain`
     return None
 
@@ -445,7 +445,7 @@ class SinkHandler(logging.Handler):
         if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
             self.drain(self.last_words_timeout, skip_stalled=True)
 
-    def takes_attrs(self, level: int) -> bool:
+    def takes_access_line(self, level: int) -> bool:
         """Whether `handle_access` may stand for `handle` here: a record of `level` passes the
         handler's level, its one filter is a CorrelationFilter and every line is JSON."""
         filters = self.filters
@@ -466,7 +466,7 @@ class SinkHandler(logging.Handler):
         site: tuple[str, str, int],
         fields: dict[str, Any],
     ) -> None:
-        """`handle` for an access line (`takes_attrs(level)` said yes), without a LogRecord:
+        """`handle` for an access line (`takes_access_line(level)` said yes), without a LogRecord:
         the ids, `seq` and bound fields the CorrelationFilter would give it, rendered by
         `JsonFormatter.access_line`; `fields` gives up its `trace_id`, `span_id`, `user_id`."""
         rename_own_attrs(fields)  # as the filter does for a record
@@ -487,19 +487,8 @@ class SinkHandler(logging.Handler):
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 self._deliver(_access_line, line)
-            return
-        shared: str | None = None  # `_deliver`, unrolled: the access line's hot path
-        for sink in self.sinks:
-            try:
-                if sink.formatter is not None:
-                    text = sink.formatter.access_line(*line)  # type: ignore[attr-defined]
-                else:
-                    if shared is None:
-                        shared = self.formatter.access_line(*line)  # type: ignore[union-attr]
-                    text = shared
-                sink.put(text)
-            except Exception as error:
-                count_drop(sink.name, _reason(error))
+        else:
+            self._deliver(_access_line, line)
 
     def _deliver(self, render: Callable[[Any, Any], str], item: Any) -> None:
         """Give each sink its line: `render(formatter, item)`, once for the sinks that share

@@ -170,7 +170,7 @@ class JsonFormatter(OrjsonFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         try:
-            return self._render(self.fields_of(record.__dict__, STANDARD_ATTR_COUNT, record))
+            return self._render(self.record_fields(record))
         except Exception as error:  # a formatter must never raise into the caller
             return self._render(self._fallback(record.__dict__, error))
 
@@ -181,18 +181,11 @@ class JsonFormatter(OrjsonFormatter):
         return runtime.service, runtime.environment
 
     def record_fields(self, record: logging.LogRecord) -> dict[str, Any]:
-        # Extra fields come after the attributes every LogRecord sets in __init__.
-        return self.fields_of(record.__dict__, STANDARD_ATTR_COUNT, record)
-
-    def fields_of(
-        self, attrs: dict[str, Any], extras_from: int, record: logging.LogRecord | None = None
-    ) -> dict[str, Any]:
-        """The line of a record's attributes, `attrs`: its fields in their order, then every
-        attribute from position `extras_from` on as a keyword field. `record` is needed only
-        for a message with arguments, an exception or a stack."""
+        """The fields of `record`'s line, in their order; its keyword fields are the attributes
+        after those every LogRecord sets in __init__ (the filter's own left out)."""
+        attrs = record.__dict__
         message = attrs["msg"]
         if attrs["args"] or type(message) is not str:
-            assert record is not None
             message = record.getMessage()
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[:MAX_MESSAGE_CHARS] + TRUNCATED
@@ -237,14 +230,15 @@ class JsonFormatter(OrjsonFormatter):
         # The filter's attributes are not keyword fields: skipped in one step.
         block = mark if type(mark) is Filtered else None
         self._add_fields(
-            data, islice(attrs.items(), extras_from, None if block is None else block[0]), bound
+            data,
+            islice(attrs.items(), STANDARD_ATTR_COUNT, None if block is None else block[0]),
+            bound,
         )
         if block is not None and block[1] < len(attrs):  # set after the filter ran
             for key, value in islice(attrs.items(), block[1], None):
                 if key not in RESERVED_ATTRS:
                     self._add_field(data, key, value)
-        if attrs.get("exc_info") or attrs.get("exc_text") or attrs.get("stack_info"):
-            assert record is not None
+        if record.exc_info or record.exc_text or record.stack_info:
             _error_fields(record, data)
         return data
 

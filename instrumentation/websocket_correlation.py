@@ -30,8 +30,6 @@ from instrumentation.connection_context import (
     cached_child,
     unbind_connection,
 )
-from instrumentation.error_fields import error_fields
-from instrumentation.log_filters import mark_logged, was_logged
 from instrumentation.metrics import Metrics
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime
@@ -185,17 +183,4 @@ class WebsocketCorrelation:
             "client_addr": f"{client[0]}:{client[1]}" if client else "",
             "user_agent": clean_text(user_agent, 512),
         }
-        user_id = scope.get("path_params", {}).get("user_id")
-        if user_id is not None:
-            fields["user_id"] = str(user_id)  # validated by the CorrelationFilter
-        if late_span is not None:
-            fields["trace_id"], fields["span_id"] = late_span
-        exc_info = None
-        if error is not None:
-            if was_logged(error):
-                fields.update(error_fields(error))
-            else:
-                exc_info = (type(error), error, error.__traceback__)
-        self._access.emit(level, f"{METHOD} {path} closed {code}", fields, exc_info)
-        if error is not None:
-            mark_logged(error)
+        self._access.emit(level, f"{METHOD} {path} closed {code}", fields, scope, late_span, error)

@@ -51,11 +51,11 @@ class _Pass(logging.Filter):
 def _emit_both_ways(log_capture: LogCapture, fields: dict[str, Any]) -> list[dict[str, Any]]:
     access = AccessRecords(_ACCESS)
     assert direct_handler(_ACCESS, logging.INFO) is not None
-    access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields))
+    access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields), {})
     _ACCESS.addFilter(passing := _Pass())
     try:
         assert direct_handler(_ACCESS, logging.INFO) is None
-        access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields))
+        access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields), {})
     finally:
         _ACCESS.removeFilter(passing)
     return log_capture.records

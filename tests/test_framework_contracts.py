@@ -53,7 +53,7 @@ def test_an_access_record_has_the_standard_attributes_in_their_order() -> None:
     logger = logging.getLogger("tests.contracts.access")
     logger.addHandler(Keep())
     logger.propagate = False
-    AccessRecords(logger).emit(logging.INFO, "GET / 200", {"status": 200})
+    AccessRecords(logger).emit(logging.INFO, "GET / 200", {"status": 200}, {})
     names = list(captured[0].__dict__)
     assert (tuple(names[: len(STANDARD_ATTRS)]), names[len(STANDARD_ATTRS) :]) == (
         STANDARD_ATTRS,
@@ -73,7 +73,7 @@ def test_an_access_records_relative_time_is_what_a_logrecord_of_now_has() -> Non
     logger = logging.getLogger("tests.contracts.relative")
     logger.addHandler(Keep())
     logger.propagate = False
-    AccessRecords(logger).emit(logging.INFO, "GET / 200", {})
+    AccessRecords(logger).emit(logging.INFO, "GET / 200", {}, {})
     reference = logging.LogRecord("", logging.INFO, "", 0, "", None, None)
     made, now = captured[0], time.time()
     assert abs(made.relativeCreated - reference.relativeCreated) < 50  # milliseconds
