@@ -350,12 +350,18 @@ async def test_uvicorn_run_style_logging_config_is_taken_back_on_first_call(
 ) -> None:
     import uvicorn
 
+    servers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    levels = [server.level for server in servers]
     app = make_app(CollectorRegistry())
     uvicorn.Config(app)  # what uvicorn.run(app) does first: its own text handlers
-    assert logging.getLogger("uvicorn.access").handlers
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as raw:
-        await raw.get("/api/user/u-1/routine")
-    assert logging.getLogger("uvicorn.error").handlers == []
-    assert logging.getLogger("uvicorn.error").propagate
-    assert logging.getLogger("uvicorn.access").disabled
+    try:
+        assert logging.getLogger("uvicorn.access").handlers
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as raw:
+            await raw.get("/api/user/u-1/routine")
+        assert logging.getLogger("uvicorn.error").handlers == []
+        assert logging.getLogger("uvicorn.error").propagate
+        assert logging.getLogger("uvicorn.access").disabled
+    finally:  # uvicorn's config set their levels: later tests expect the ones they had
+        for server, level in zip(servers, levels, strict=True):
+            server.setLevel(level)
