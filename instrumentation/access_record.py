@@ -2,14 +2,14 @@
 
 An access line is written on every request from the same place. When its logger's only handler
 is corrstack's, with JSON lines and no filter but the CorrelationFilter (as `setup_logging()`
-leaves it), the line's attributes go straight to that handler (`SinkHandler.handle_attrs`):
-the same filter, formatter and sinks as a record's, without making a LogRecord and passing it
-down the logger tree. Otherwise — another handler anywhere on the way, a logger filter, the
-console format, an exception to render — a LogRecord is made from a template, without the work
-`Logger.log()` repeats each time (the caller's frame, `os.path` calls, thread and process
-names), and goes through `Logger.handle()` like any other: logger and handler levels, filters
-and propagation all apply. (A custom `setLogRecordFactory` is not applied to access lines.)
-"""
+leaves it), and the request raised nothing, the line's values go straight to that handler
+(`SinkHandler.handle_access`): the same ids, `seq`, bound fields, formatter code and sinks as a
+record's, without making a LogRecord and passing it down the logger tree. Otherwise — another
+handler anywhere on the way, a logger filter, the console format, an exception — a LogRecord is
+made from a template, without the work `Logger.log()` repeats each time (the caller's frame,
+`os.path` calls, thread and process names), and goes through `Logger.handle()` like any other:
+logger and handler levels, filters and propagation all apply. (A custom `setLogRecordFactory`
+is not applied to access lines.)"""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Any
 from instrumentation.error_fields import error_fields
 from instrumentation.handlers import direct_handler
 from instrumentation.log_filters import mark_logged, was_logged
+from instrumentation.log_format import ACCESS_SITE
 
 
 def _start_time() -> float:
@@ -32,8 +33,6 @@ def _start_time() -> float:
 
 
 _START_TIME = _start_time()
-# The access line's `module`, `function` and `line`.
-ACCESS_SITE = ("middleware", "access_line", 0)
 
 
 def _template(logger: logging.Logger) -> dict[str, Any]:
@@ -65,6 +64,11 @@ class AccessRecords:
         span seen once the app ran (`late_span`) and, for `error`, its fields when its stack is
         in a line already, else the stack; `error` is then marked as logged."""
         user_id = scope.get("path_params", {}).get("user_id")
+        if error is None:
+            handler = direct_handler(self.logger, level)
+            if handler is not None:
+                handler.handle_access(level, self.logger.name, message, fields, user_id, late_span)
+                return
         if user_id is not None:
             fields["user_id"] = str(user_id)  # validated by the CorrelationFilter
         if late_span is not None:
@@ -86,11 +90,7 @@ class AccessRecords:
         fields: dict[str, Any],
         exc_info: tuple[type[BaseException], BaseException, Any] | None,
     ) -> None:
-        if exc_info is None:
-            handler = direct_handler(self.logger, level)
-            if handler is not None:
-                handler.handle_access(level, self.logger.name, message, ACCESS_SITE, fields)
-                return
+        """The record path: a LogRecord from the template, through `Logger.handle`."""
         record = logging.LogRecord.__new__(logging.LogRecord)
         attrs = record.__dict__
         attrs.update(self._template)  # the standard attributes first, in their usual order

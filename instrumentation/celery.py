@@ -41,7 +41,7 @@ from typing import Any
 
 from celery import signals  # type: ignore[import-untyped]
 
-from instrumentation.context import request_id_var
+from instrumentation.context import connection_var
 from instrumentation.error_fields import error_fields, error_summary, safe_str
 from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
@@ -162,7 +162,7 @@ def _postrun(
 
 def _record(run: _Run, task_name: str, status: str) -> None:
     duration = perf_counter() - run.start
-    request_id = request_id_var.get()
+    request_id = connection_var.get().request_id
     metrics = current_runtime().metrics
     metrics.histogram_child(metrics.task_duration_seconds, task_name, status).observe(
         duration, {"request_id": request_id} if request_id else None

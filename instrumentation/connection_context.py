@@ -16,13 +16,7 @@ from typing import Any
 from starlette.types import Scope
 
 from instrumentation.accounting import count_drop
-from instrumentation.context import (
-    request_id_var,
-    runtime_var,
-    scope_var,
-    span_id_var,
-    trace_id_var,
-)
+from instrumentation.context import Connection, connection_var
 from instrumentation.ids import new_ids, parse_traceparent, valid_id_bytes
 from instrumentation.runtime import Runtime
 from instrumentation.tracing import current_span_ids, tracing_available
@@ -33,8 +27,8 @@ _warn = logging.getLogger("corrstack.correlation")
 # or later), traceparent, User-Agent.
 _WANTED = {HEADER: 0, b"x-request-id": 1, b"traceparent": 2, b"user-agent": 3}
 
-# (request_id, trace_id, user agent, look for a span later, the ContextVar tokens)
-Bound = tuple[str, str, str, bool, tuple[Token[Any], ...]]
+# (request_id, trace_id, user agent, look for a span later, the ContextVar token)
+Bound = tuple[str, str, str, bool, Token[Connection]]
 
 
 def request_ids(
@@ -85,25 +79,14 @@ def bind_connection(scope: Scope, runtime: Runtime | None) -> Bound:
     span = current_span_ids()
     if span is not None:  # OpenTelemetry's server span, which continued any traceparent
         trace_id, span_id = span
-    tokens = (
-        runtime_var.set(runtime),
-        request_id_var.set(request_id),
-        trace_id_var.set(trace_id),
-        span_id_var.set(span_id),
-        scope_var.set(scope),
-    )
+    token = connection_var.set(Connection(runtime, request_id, trace_id, span_id, scope))
     if rejected is not None:
         warn_invalid_id(rejected)
-    return request_id, trace_id, user_agent, span is None and tracing_available(), tokens
+    return request_id, trace_id, user_agent, span is None and tracing_available(), token
 
 
-def unbind_connection(tokens: tuple[Token[Any], ...]) -> None:
-    runtime_token, request_token, trace_token, span_token, scope_token = tokens
-    scope_var.reset(scope_token)
-    span_id_var.reset(span_token)
-    trace_id_var.reset(trace_token)
-    request_id_var.reset(request_token)
-    runtime_var.reset(runtime_token)
+def unbind_connection(token: Token[Connection]) -> None:
+    connection_var.reset(token)
 
 
 def cached_child(cache: dict[Any, Any], metric: Any, key: tuple[Any, ...]) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from instrumentation.sanitize import clean_field_value, clean_user_id
 from instrumentation.tracing import current_span_ids
@@ -18,26 +18,31 @@ from instrumentation.tracing import current_span_ids
 if TYPE_CHECKING:
     from instrumentation.runtime import Runtime
 
-request_id_var: ContextVar[str | None] = ContextVar("corrstack_request_id", default=None)
-trace_id_var: ContextVar[str | None] = ContextVar("corrstack_trace_id", default=None)
-span_id_var: ContextVar[str | None] = ContextVar("corrstack_span_id", default=None)
+
+class Connection(NamedTuple):
+    """The correlation context of the connection (HTTP request, websocket) being served, bound
+    as one value: a request sets and resets one ContextVar, not five."""
+
+    # The runtime of the app whose request (or lifespan, or websocket) is being served, bound by
+    # its CorrelationMiddleware; None outside them. Read through `runtime.current_runtime()`.
+    runtime: Runtime | None = None
+    request_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    # The ASGI scope of the request being served: path parameters appear in it once the router
+    # has matched, which is how handler log lines learn the path's user_id without a dependency.
+    scope: Mapping[str, Any] | None = None
+
+
+NO_CONNECTION = Connection()
+connection_var: ContextVar[Connection] = ContextVar("corrstack_connection", default=NO_CONNECTION)
 user_id_var: ContextVar[str | None] = ContextVar("corrstack_user_id", default=None)
 # Extra bound fields (order_id=…, tenant=…); an immutable snapshot, replaced on every bind.
 fields_var: ContextVar[Mapping[str, Any]] = ContextVar(
     "corrstack_fields", default=MappingProxyType({})
 )
-# The ASGI scope of the request being served: path parameters appear in it once the router
-# has matched, which is how handler log lines learn the path's user_id without a dependency.
-scope_var: ContextVar[Mapping[str, Any] | None] = ContextVar("corrstack_scope", default=None)
-# The runtime of the app whose request (or lifespan, or websocket) is being served, bound by its
-# CorrelationMiddleware; None outside them. Read through `runtime.current_runtime()`.
-runtime_var: ContextVar[Runtime | None] = ContextVar("corrstack_runtime", default=None)
 
-_ID_VARS: dict[str, ContextVar[str | None]] = {
-    "request_id": request_id_var,
-    "trace_id": trace_id_var,
-    "span_id": span_id_var,
-}
+_ID_NAMES = ("request_id", "trace_id", "span_id")
 
 
 def current_user_id() -> str | None:
@@ -45,7 +50,7 @@ def current_user_id() -> str | None:
     user_id = user_id_var.get()
     if user_id is not None:
         return user_id
-    scope = scope_var.get()
+    scope = connection_var.get().scope
     if scope is None:
         return None
     raw = scope.get("path_params", {}).get("user_id")
@@ -56,8 +61,8 @@ def current_context() -> dict[str, Any]:
     """A snapshot of the correlation context: IDs, user_id and extra bound fields (trace_id and
     span_id of the current OpenTelemetry span, when one is current)."""
     context: dict[str, Any] = dict(fields_var.get())
-    for name, var in _ID_VARS.items():
-        value = var.get()
+    connection = connection_var.get()
+    for name, value in zip(_ID_NAMES, connection[1:4], strict=True):
         if value is not None:
             context[name] = value
     span = current_span_ids()
@@ -78,22 +83,25 @@ def bind_context(**fields: Any) -> Iterator[None]:
     """
     from instrumentation.ids import clean_id  # late: ids imports nothing from here
 
-    tokens = []
+    ids: dict[str, Any] = {}  # request_id, trace_id, span_id: validated, or None
+    user_id: list[str | None] = []
     extra: dict[str, Any] = {}
     for name, value in fields.items():
-        var = _ID_VARS.get(name)
-        if var is not None:
-            tokens.append((var, var.set(None if value is None else clean_id(str(value)))))
+        if name in _ID_NAMES:
+            ids[name] = None if value is None else clean_id(str(value))
         elif name == "user_id":
-            cleaned = None if value is None else clean_user_id(str(value))
-            tokens.append((user_id_var, user_id_var.set(cleaned)))
+            user_id.append(None if value is None else clean_user_id(str(value)))
         else:
             extra[name] = clean_field_value(value)
+    ids_token = connection_var.set(connection_var.get()._replace(**ids)) if ids else None
+    user_token = user_id_var.set(user_id[0]) if user_id else None
     fields_token = fields_var.set({**fields_var.get(), **extra}) if extra else None
     try:
         yield
     finally:
         if fields_token is not None:
             fields_var.reset(fields_token)
-        for var, token in reversed(tokens):
-            var.reset(token)
+        if user_token is not None:
+            user_id_var.reset(user_token)
+        if ids_token is not None:
+            connection_var.reset(ids_token)

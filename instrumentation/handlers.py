@@ -22,10 +22,11 @@ from io import FileIO
 from typing import Any, TextIO
 
 from instrumentation.accounting import boot_id, count_drop, next_seq
-from instrumentation.context import fields_var
+from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.error_fields import error_type
-from instrumentation.log_filters import CorrelationFilter, line_ids, rename_own_attrs
+from instrumentation.log_filters import CorrelationFilter, rename_own_attrs
 from instrumentation.log_format import JsonFormatter
+from instrumentation.sanitize import clean_user_id
 
 
 def _reason(error: BaseException | None) -> str:
@@ -463,27 +464,33 @@ class SinkHandler(logging.Handler):
         level: int,
         logger: str,
         message: str,
-        site: tuple[str, str, int],
         fields: dict[str, Any],
+        user_id: object = None,
+        late_span: tuple[str, str] | None = None,
     ) -> None:
         """`handle` for an access line (`takes_access_line(level)` said yes), without a LogRecord:
-        the ids, `seq` and bound fields the CorrelationFilter would give it, rendered by
-        `JsonFormatter.access_line`; `fields` gives up its `trace_id`, `span_id`, `user_id`."""
+        the ids, `seq` and bound fields the CorrelationFilter would give it — `user_id` (the
+        path parameter) and `late_span` standing for the values a record would carry —,
+        rendered by `JsonFormatter.access_line`."""
         rename_own_attrs(fields)  # as the filter does for a record
-        ids = line_ids(
-            None,
-            fields.pop("trace_id", None),
-            fields.pop("span_id", None),
-            fields.pop("user_id", None),
-        )
-        created, level_name, seq, bound = (
+        # The connection's ids are those of the span current when it was bound (the context
+        # here is that one), else `late_span`: a span's ids, valid as the filter would find.
+        connection = connection_var.get()
+        trace_id, span_id = late_span or (connection.trace_id, connection.span_id)
+        line = (
             time.time(),
             logging.getLevelName(level),
+            logger,
+            message,
+            connection.request_id,
+            trace_id,
+            span_id,
+            current_user_id() if user_id is None else clean_user_id(str(user_id)),
             next_seq(),
+            boot_id(),
             fields_var.get(),
+            fields,
         )
-
-        line = (created, level_name, logger, message, ids, site, seq, boot_id(), bound, fields)
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
                 self._deliver(_access_line, line)

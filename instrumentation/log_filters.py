@@ -11,13 +11,7 @@ import logging
 from typing import Any
 
 from instrumentation.accounting import boot_id, next_seq
-from instrumentation.context import (
-    current_user_id,
-    fields_var,
-    request_id_var,
-    span_id_var,
-    trace_id_var,
-)
+from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.ids import valid_id
 from instrumentation.sanitize import clean_user_id
 from instrumentation.tracing import current_span_ids
@@ -102,16 +96,17 @@ def line_ids(
         request_id = _explicit_id(request_id)
         trace_id = _explicit_id(trace_id)
         span_id = _explicit_id(span_id)
+    connection = connection_var.get()
     if trace_id is None or span_id is None:
         span = current_span_ids()
         if span is None:
-            trace_id = trace_id or trace_id_var.get()
-            span_id = span_id or span_id_var.get()
+            trace_id = trace_id or connection.trace_id
+            span_id = span_id or connection.span_id
         else:
             trace_id = trace_id or span[0]
             span_id = span_id or span[1]
     return (
-        request_id or request_id_var.get(),
+        request_id or connection.request_id,
         trace_id,
         span_id,
         current_user_id() if user_id is None else clean_user_id(str(user_id)),

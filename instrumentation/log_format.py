@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from instrumentation.context import runtime_var
+from instrumentation.context import connection_var
 from instrumentation.error_fields import error_fields, error_summary, error_type, safe_str
 from instrumentation.field_values import (
     INT_MAX,
@@ -98,6 +98,8 @@ _plain_texts: dict[str, bool] = {}
 # Values written as they are once their key is known to be plain (ints are range-checked).
 _NATIVE_TYPES = frozenset({float, bool, type(None)})
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
+# The access line's `module`, `function` and `line`.
+ACCESS_SITE = ("middleware", "access_line", 0)
 
 
 def format_timestamp(created: float) -> str:
@@ -175,7 +177,7 @@ class JsonFormatter(OrjsonFormatter):
             return self._render(self._fallback(record.__dict__, error))
 
     def _identity(self) -> tuple[str, str]:
-        runtime = runtime_var.get()
+        runtime = connection_var.get().runtime
         if runtime is None:
             return self.service, self.environment
         return runtime.service, runtime.environment
@@ -196,7 +198,7 @@ class JsonFormatter(OrjsonFormatter):
         cached_second, prefix = _second_cache
         if second != cached_second:
             prefix = _second_prefix(second)
-        runtime = runtime_var.get()
+        runtime = connection_var.get().runtime
         name = attrs["name"]
         data: dict[str, Any] = {
             "timestamp": prefix + _MILLIS[int((created - second) * 1000)],
@@ -248,24 +250,29 @@ class JsonFormatter(OrjsonFormatter):
         level: str,
         logger: str,
         message: str,
-        ids: tuple[str | None, str | None, str | None, str | None],
-        site: tuple[str, str, int],
+        request_id: str | None,
+        trace_id: str | None,
+        span_id: str | None,
+        user_id: str | None,
         seq: int,
         boot_id: str,
         bound: Mapping[str, Any],
         fields: dict[str, Any],
     ) -> str:
-        """The line `format` would render for an access line's record — the ids,
-        `seq` and bound fields as the CorrelationFilter gives them, `site` its (module,
-        function, line) — built directly: no attribute dict to walk, no record. Its fields are
-        added as keyword fields are; tests/test_access_direct.py holds the two to one line."""
-        request_id, trace_id, span_id, user_id = ids
+        """The line `format` would render for an access line's record — the ids, `seq` and
+        bound fields as the CorrelationFilter gives them, `ACCESS_SITE` its (module, function,
+        line) — built directly: no attribute dict to walk, no record. Its fields are added as
+        keyword fields are; tests/test_access_direct.py holds the two to one line."""
         try:
             if len(message) > MAX_MESSAGE_CHARS:
                 message = message[:MAX_MESSAGE_CHARS] + TRUNCATED
-            runtime = runtime_var.get()
+            second = int(created)
+            cached_second, prefix = _second_cache
+            if second != cached_second:
+                prefix = _second_prefix(second)
+            runtime = connection_var.get().runtime
             data: dict[str, Any] = {
-                "timestamp": format_timestamp(created),
+                "timestamp": prefix + _MILLIS[int((created - second) * 1000)],
                 "level": level,
                 "logger": logger,  # the access logger's own name
                 "message": message if message in _plain_texts else _redacted_text(message),
@@ -277,7 +284,7 @@ class JsonFormatter(OrjsonFormatter):
             }
             if user_id is not None:
                 data["user_id"] = user_id
-            data["module"], data["function"], data["line"] = site
+            data["module"], data["function"], data["line"] = ACCESS_SITE
             data["seq"] = seq
             data["boot_id"] = boot_id
             if bound:
@@ -286,6 +293,7 @@ class JsonFormatter(OrjsonFormatter):
             self._add_fields(data, fields.items(), bound)
             return self._render(data)
         except Exception as error:  # as in `format`: never raise into the caller
+            module, function, line = ACCESS_SITE
             attrs = {
                 "created": created,
                 "levelname": level,
@@ -294,9 +302,9 @@ class JsonFormatter(OrjsonFormatter):
                 "request_id": request_id,
                 "trace_id": trace_id,
                 "span_id": span_id,
-                "module": site[0],
-                "funcName": site[1],
-                "lineno": site[2],
+                "module": module,
+                "funcName": function,
+                "lineno": line,
             }
             return self._render(self._fallback(attrs, error))
 

@@ -27,7 +27,7 @@ from instrumentation.connection_context import (
     cached_child,
     unbind_connection,
 )
-from instrumentation.context import runtime_var
+from instrumentation.context import connection_var
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.sanitize import clean_text
@@ -85,11 +85,11 @@ class CorrelationMiddleware:
             if self.runtime is None:
                 await self.app(scope, receive, send)
                 return
-            runtime_token = runtime_var.set(self.runtime)
+            token = connection_var.set(connection_var.get()._replace(runtime=self.runtime))
             try:
                 await self.app(scope, receive, send)
             finally:
-                runtime_var.reset(runtime_token)
+                connection_var.reset(token)
             return
         start = perf_counter()
         request_id, trace_id, user_agent, look_for_span, tokens = bind_connection(

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import psutil
 
-from instrumentation.context import request_id_var
+from instrumentation.context import connection_var
 from instrumentation.error_fields import error_fields, error_summary
 from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
@@ -69,7 +69,7 @@ class _Timing:
             memory_after = _rss()
             if memory_after is not None:
                 fields["memory_delta_mb"] = round((memory_after - self.memory_before) / _MB, 3)
-        request_id = request_id_var.get()
+        request_id = connection_var.get().request_id
         exemplar = {"request_id": request_id} if request_id else None
         metrics = current_runtime().metrics
         metrics.histogram_child(metrics.operation_duration_seconds, self.operation, status).observe(

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from instrumentation.context import request_id_var, span_id_var, trace_id_var
+from instrumentation.context import connection_var
 from instrumentation.ids import format_traceparent
 from instrumentation.tracing import current_span_ids
 
@@ -22,11 +22,11 @@ def correlation_headers() -> dict[str, str]:
     >>> requests.get(url, headers=correlation_headers())
     """
     headers: dict[str, str] = {}
-    request_id = request_id_var.get()
-    if request_id:
-        headers["X-Correlation-ID"] = request_id
+    connection = connection_var.get()
+    if connection.request_id:
+        headers["X-Correlation-ID"] = connection.request_id
     span = current_span_ids()  # the current OpenTelemetry span's, when there is one
-    trace_id, span_id = span if span is not None else (trace_id_var.get(), span_id_var.get())
+    trace_id, span_id = span if span is not None else (connection.trace_id, connection.span_id)
     if trace_id and span_id:
         headers["traceparent"] = format_traceparent(trace_id, span_id)
     return headers

@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from instrumentation.context import runtime_var
+from instrumentation.context import connection_var
 from instrumentation.error_tracking import ErrorTracker, Severity
 from instrumentation.metrics import Metrics, metrics_for
 
@@ -76,7 +76,7 @@ def set_process_runtime(runtime: Runtime) -> Runtime:
 
 def current_runtime() -> Runtime:
     """The runtime of the app whose request is being served, else the process's."""
-    runtime = runtime_var.get()
+    runtime = connection_var.get().runtime
     return _process_runtime if runtime is None else runtime
 
 

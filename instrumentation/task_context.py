@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
-from instrumentation.context import bind_context, current_user_id, request_id_var, trace_id_var
+from instrumentation.context import bind_context, connection_var, current_user_id
 from instrumentation.ids import format_traceparent, new_ids, parse_traceparent, valid_id
 from instrumentation.sanitize import clean_user_id
 from instrumentation.tracing import current_span_ids
@@ -44,11 +44,11 @@ def task_headers() -> dict[str, str]:
     >>> channel.basic_publish(body, properties={"headers": task_headers()})
     """
     headers: dict[str, str] = {}
-    request_id = request_id_var.get()
-    if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
+    connection = connection_var.get()
+    if connection.request_id:
+        headers[REQUEST_ID_HEADER] = connection.request_id
     span = current_span_ids()
-    trace_id = span[0] if span is not None else trace_id_var.get()
+    trace_id = span[0] if span is not None else connection.trace_id
     if trace_id:
         headers[TRACEPARENT_HEADER] = format_traceparent(trace_id, new_ids()[64:])
     user_id = current_user_id()

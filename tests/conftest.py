@@ -39,15 +39,8 @@ def _clean_corrstack_and_context() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(saved_level)
-    for var in (
-        context.request_id_var,
-        context.trace_id_var,
-        context.span_id_var,
-        context.user_id_var,
-        context.scope_var,
-        context.runtime_var,
-    ):
-        assert var.get() is None, f"{var.name} leaked out of a test"
+    assert context.connection_var.get() is context.NO_CONNECTION, "a connection leaked out"
+    assert context.user_id_var.get() is None, "a user_id leaked out of a test"
 
 
 class LogCapture:

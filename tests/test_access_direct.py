@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from instrumentation import bind_context, setup_logging
 from instrumentation.access_record import AccessRecords
-from instrumentation.context import request_id_var, span_id_var, trace_id_var
+from instrumentation.context import Connection, connection_var
 from instrumentation.handlers import SinkHandler, direct_handler
 from tests.conftest import LogCapture
 
@@ -28,34 +28,35 @@ _FIELDS: dict[str, Any] = {
     "duration_ms": 1.25,
     "client_addr": "127.0.0.1:5000",
     "user_agent": "curl/8 password=hunter2",
-    "user_id": "u-1\x1b[31m",
 }
+# The routed request's path parameters: the access line's user_id comes from there.
+_SCOPE: dict[str, Any] = {"path_params": {"user_id": "u-1\x1b[31m"}}
 
 
 @pytest.fixture
 def bound_request() -> Iterator[None]:
-    tokens = [
-        (request_id_var, request_id_var.set("req-direct")),
-        (trace_id_var, trace_id_var.set("0af7651916cd43dd8448eb211c80319c")),
-        (span_id_var, span_id_var.set("b7ad6b7169203331")),
-    ]
+    token = connection_var.set(
+        Connection(None, "req-direct", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    )
     yield
-    for var, token in reversed(tokens):
-        var.reset(token)
+    connection_var.reset(token)
 
 
 class _Pass(logging.Filter):
     """A logger filter that lets everything through: enough to force the record path."""
 
 
-def _emit_both_ways(log_capture: LogCapture, fields: dict[str, Any]) -> list[dict[str, Any]]:
+def _emit_both_ways(
+    log_capture: LogCapture, fields: dict[str, Any], late_span: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
     access = AccessRecords(_ACCESS)
+    message = "GET /api/user/u-1/routine 200"
     assert direct_handler(_ACCESS, logging.INFO) is not None
-    access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields), {})
+    access.emit(logging.INFO, message, dict(fields), _SCOPE, late_span)
     _ACCESS.addFilter(passing := _Pass())
     try:
         assert direct_handler(_ACCESS, logging.INFO) is None
-        access.emit(logging.INFO, "GET /api/user/u-1/routine 200", dict(fields), {})
+        access.emit(logging.INFO, message, dict(fields), _SCOPE, late_span)
     finally:
         _ACCESS.removeFilter(passing)
     return log_capture.records
@@ -80,12 +81,11 @@ def test_the_direct_line_equals_the_record_line(
 def test_bound_fields_and_a_late_span_agree_too(
     log_capture: LogCapture, bound_request: None
 ) -> None:
-    fields = {**_FIELDS, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "bad id!"}
+    late_span = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
     with bind_context(order_id=7, level="shadowed"):
-        direct, generic = _emit_both_ways(log_capture, fields)
+        direct, generic = _emit_both_ways(log_capture, _FIELDS, late_span)
     assert _comparable(direct) == _comparable(generic)
-    assert direct["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert direct["span_id"] == "b7ad6b7169203331"  # an invalid explicit id: the context's
+    assert (direct["trace_id"], direct["span_id"]) == late_span
     assert direct["order_id"] == 7 and direct["field_level"] == "shadowed"
     assert direct["level"] == "INFO"
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from instrumentation import bind_context, current_context, get_logger, instrument_app
-from instrumentation.context import request_id_var
+from instrumentation.context import connection_var
 from instrumentation.ids import parse_traceparent
 from instrumentation.task_context import in_context, job_context, task_context, task_headers
 from tests.conftest import LogCapture
@@ -112,7 +112,7 @@ def test_job_context_gives_each_run_its_own_context(log_capture: LogCapture) -> 
 
 def test_in_context_carries_the_context_into_run_in_executor() -> None:
     def read() -> str | None:
-        return request_id_var.get()
+        return connection_var.get().request_id
 
     async def main() -> tuple[str | None, str | None]:
         loop = asyncio.get_running_loop()
@@ -128,10 +128,10 @@ def test_in_context_runs_concurrently_and_keeps_each_calls_bindings_inside() -> 
     barrier = threading.Barrier(4)
 
     def work(n: int) -> tuple[str | None, str | None]:
-        before = request_id_var.get()
+        before = connection_var.get().request_id
         with bind_context(request_id=f"inner-{n}"):
             barrier.wait(timeout=5)  # all four inside one wrapper at once
-            return before, request_id_var.get()
+            return before, connection_var.get().request_id
 
     with bind_context(request_id="outer"):
         wrapped = in_context(work)
@@ -144,7 +144,7 @@ def test_in_context_runs_concurrently_and_keeps_each_calls_bindings_inside() -> 
 def test_to_thread_keeps_working_as_before() -> None:
     async def main() -> str | None:
         with bind_context(request_id="req-6"):
-            return await asyncio.to_thread(request_id_var.get)
+            return await asyncio.to_thread(lambda: connection_var.get().request_id)
 
     assert asyncio.run(main()) == "req-6"
 
