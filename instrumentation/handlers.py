@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from instrumentation.accounting import boot_id, count_drop, next_seq
 from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.error_fields import error_type
-from instrumentation.log_filters import CorrelationFilter, rename_own_attrs
+from instrumentation.log_filters import BOUND_FIELDS_ATTR, CorrelationFilter, rename_own_attrs
 from instrumentation.log_format import JsonFormatter
 from instrumentation.sanitize import clean_user_id
 
@@ -356,10 +356,6 @@ def _format(formatter: logging.Formatter, record: logging.LogRecord) -> str:
     return formatter.format(record)
 
 
-def _access_line(formatter: JsonFormatter, line: tuple[Any, ...]) -> str:
-    return formatter.access_line(*line)
-
-
 def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     """The SinkHandler a record of `level` from `logger` would reach, when it is the only
     handler it would reach and `takes_access_line(level)`: `handle_access` then writes exactly what
@@ -441,7 +437,7 @@ class SinkHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._deliver(_format, record)
+        self._deliver(_format, (record,))
         prefix = self._last_words.get(record.name)
         if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
             self.drain(self.last_words_timeout, skip_stalled=True)
@@ -472,7 +468,8 @@ class SinkHandler(logging.Handler):
         the ids, `seq` and bound fields the CorrelationFilter would give it — `user_id` (the
         path parameter) and `late_span` standing for the values a record would carry —,
         rendered by `JsonFormatter.access_line`."""
-        rename_own_attrs(fields)  # as the filter does for a record
+        if "seq" in fields or "boot_id" in fields or BOUND_FIELDS_ATTR in fields:
+            rename_own_attrs(fields)  # as the filter does for a record
         # The connection's ids are those of the span current when it was bound (the context
         # here is that one), else `late_span`: a span's ids, valid as the filter would find.
         connection = connection_var.get()
@@ -491,24 +488,25 @@ class SinkHandler(logging.Handler):
             fields_var.get(),
             fields,
         )
+        # `takes_access_line` saw JsonFormatters only: their own method, without a dispatch.
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                self._deliver(_access_line, line)
+                self._deliver(JsonFormatter.access_line, line)
         else:
-            self._deliver(_access_line, line)
+            self._deliver(JsonFormatter.access_line, line)
 
-    def _deliver(self, render: Callable[[Any, Any], str], item: Any) -> None:
-        """Give each sink its line: `render(formatter, item)`, once for the sinks that share
+    def _deliver(self, render: Callable[..., str], args: tuple[Any, ...]) -> None:
+        """Give each sink its line: `render(formatter, *args)`, once for the sinks that share
         the handler's formatter."""
         shared: str | None = None
         for sink in self.sinks:
             try:
                 if sink.formatter is not None:
-                    line = render(sink.formatter, item)
+                    line = render(sink.formatter, *args)
                 else:
                     if shared is None:
                         assert self.formatter is not None
-                        shared = render(self.formatter, item)
+                        shared = render(self.formatter, *args)
                     line = shared
                 sink.put(line)
             except Exception as error:

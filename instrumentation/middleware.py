@@ -25,12 +25,11 @@ from instrumentation.connection_context import (
     HEADER,
     bind_connection,
     cached_child,
-    unbind_connection,
 )
 from instrumentation.context import connection_var
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
-from instrumentation.sanitize import clean_text
+from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text
 from instrumentation.tracing import current_span_ids
 from instrumentation.vocabulary import QUIET_PATHS, UNMATCHED_ROUTE
 from instrumentation.websocket_correlation import WebsocketCorrelation
@@ -92,13 +91,17 @@ class CorrelationMiddleware:
                 connection_var.reset(token)
             return
         start = perf_counter()
-        request_id, trace_id, user_agent, look_for_span, tokens = bind_connection(
+        request_id, trace_id, user_agent, look_for_span, token = bind_connection(
             scope, self.runtime
         )
         late_span: tuple[str, str] | None = None
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
         gauge_route = self._resolver.template(scope["path"]) if self._resolver else UNMATCHED_ROUTE
-        gauge = cached_child(self._gauge_children, self._in_progress, (method, gauge_route))
+        # Metric children cached: a dict lookup instead of `.labels()` (and on the hot path of
+        # every request, no call that is not needed: each costs ~0.3 µs there).
+        gauge = self._gauge_children.get((method, gauge_route)) or cached_child(
+            self._gauge_children, self._in_progress, (method, gauge_route)
+        )
         gauge.inc()
         status = 500
         response_header = (HEADER, request_id.encode())
@@ -132,26 +135,23 @@ class CorrelationMiddleware:
                     route = gauge_route
                 if late_span is not None:
                     trace_id = late_span[0]
-                self._record(method, route, status, duration, request_id, trace_id)
+                counter = self._counter_children.get((method, route, status)) or cached_child(
+                    self._counter_children, self._requests, (method, route, status)
+                )
+                counter.inc()
+                histogram = self._histogram_children.get((method, route))
+                if histogram is None:
+                    histogram = self._histogram_children[(method, route)] = (
+                        self._metrics.histogram_child(self._duration, method, route)
+                    )
+                histogram.observe(duration, {"request_id": request_id, "trace_id": trace_id})
                 self._access_line(
                     scope, method, route, status, duration, user_agent, error, late_span
                 )
             except Exception:  # a third-party log filter or handler must not fail the request
                 count_drop("access_line", "error")
             finally:
-                unbind_connection(tokens)
-
-    def _record(
-        self, method: str, route: str, status: int, duration: float, request_id: str, trace_id: str
-    ) -> None:
-        cached_child(self._counter_children, self._requests, (method, route, status)).inc()
-        key = (method, route)
-        histogram = self._histogram_children.get(key)
-        if histogram is None:
-            histogram = self._histogram_children[key] = self._metrics.histogram_child(
-                self._duration, method, route
-            )
-        histogram.observe(duration, {"request_id": request_id, "trace_id": trace_id})
+                connection_var.reset(token)  # `unbind_connection`, inlined
 
     def _access_line(
         self,
@@ -174,7 +174,10 @@ class CorrelationMiddleware:
         if not _log.isEnabledFor(level):
             return
         client = scope.get("client")
-        path = clean_text(path)
+        if len(path) > MAX_FIELD_CHARS or not path.isprintable():  # as `clean_text` tests first
+            path = clean_text(path)
+        if len(user_agent) > 512 or not user_agent.isprintable():
+            user_agent = clean_text(user_agent, 512)
         fields: dict[str, Any] = {
             "method": method,
             "route": route,
@@ -182,6 +185,6 @@ class CorrelationMiddleware:
             "status": status,
             "duration_ms": round(duration * 1000, 3),
             "client_addr": f"{client[0]}:{client[1]}" if client else "",
-            "user_agent": clean_text(user_agent, 512),
+            "user_agent": user_agent,
         }
         self._access.emit(level, f"{method} {path} {status}", fields, scope, late_span, error)
