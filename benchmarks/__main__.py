@@ -30,7 +30,7 @@ from benchmarks.report import (
     records_summary,
     targets,
 )
-from benchmarks.rounds import interleaved, run_request_worker, run_worker
+from benchmarks.rounds import choose_names, interleaved, run_request_worker, run_worker
 from benchmarks.worker_result import GC_REQUESTS
 
 PARTS = ("inprocess", "multiprocess", "http", "records")
@@ -67,16 +67,6 @@ class Settings:
 
 FULL = Settings(rounds=7, requests=10_000, records=20_000, chunks=5, http_rounds=3, http_seconds=10)
 QUICK = Settings(rounds=3, requests=2_000, records=5_000, chunks=5, http_rounds=1, http_seconds=2)
-
-
-def _names(argument: str | None, known: dict[str, Any]) -> list[str]:
-    if argument is None:
-        return list(known)
-    names = [name.strip() for name in argument.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise SystemExit(f"unknown: {', '.join(unknown)}; choose from {', '.join(known)}")
-    return names
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -148,9 +138,9 @@ def _progress(message: str) -> None:
 
 def run(argv: list[str]) -> dict[str, Any]:
     args = _arguments(argv)
-    parts = _names(args.parts, dict.fromkeys(PARTS))
-    apps = _names(args.apps, APPS)
-    formatters = _names(args.formatters, FORMATTERS)
+    parts = choose_names(args.parts, dict.fromkeys(PARTS))
+    apps = choose_names(args.apps, APPS)
+    formatters = choose_names(args.formatters, FORMATTERS)
     settings = _settings(args)
     results: dict[str, Any] = {"meta": _meta(settings)}
 

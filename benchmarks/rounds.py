@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from benchmarks import multiprocess_mode
@@ -16,6 +16,17 @@ from benchmarks.http_load import PROJECT_ROOT
 from benchmarks.worker_result import GC_REQUESTS, parse
 
 T = TypeVar("T")
+
+
+def choose_names(argument: str | None, known: Mapping[str, object]) -> list[str]:
+    """The names a comma-separated option chose from `known` (all of them without one)."""
+    if argument is None:
+        return list(known)
+    names = [name.strip() for name in argument.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown: {', '.join(unknown)}; choose from {', '.join(known)}")
+    return names
 
 
 def interleaved(
