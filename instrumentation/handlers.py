@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from instrumentation.accounting import boot_id, count_drop, next_seq
 from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.error_fields import error_type
-from instrumentation.log_filters import BOUND_FIELDS_ATTR, CorrelationFilter, rename_own_attrs
+from instrumentation.log_filters import CorrelationFilter, rename_own_attrs
 from instrumentation.log_format import JsonFormatter
 from instrumentation.sanitize import clean_user_id
 
@@ -468,8 +468,7 @@ class SinkHandler(logging.Handler):
         the ids, `seq` and bound fields the CorrelationFilter would give it — `user_id` (the
         path parameter) and `late_span` standing for the values a record would carry —,
         rendered by `JsonFormatter.access_line`."""
-        if "seq" in fields or "boot_id" in fields or BOUND_FIELDS_ATTR in fields:
-            rename_own_attrs(fields)  # as the filter does for a record
+        rename_own_attrs(fields)  # as the filter does for a record
         # The connection's ids are those of the span current when it was bound (the context
         # here is that one), else `late_span`: a span's ids, valid as the filter would find.
         connection = connection_var.get()

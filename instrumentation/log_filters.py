@@ -54,7 +54,8 @@ class CorrelationFilter(logging.Filter):
         return self.filter_attrs(record.__dict__)
 
     def filter_attrs(self, attrs: dict[str, Any]) -> bool:
-        """`filter` on a record's attributes: the access line's, which has no LogRecord."""
+        """`filter` on a record's `__dict__` (what SinkHandler calls, without the Filterer's
+        loop)."""
         if type(attrs.get(FILTERED_ATTR)) is Filtered:
             return True
         exc_info = attrs.get("exc_info")

@@ -291,15 +291,9 @@ class JsonFormatter(OrjsonFormatter):
                 for key, value in bound.items():
                     self._add_field(data, key, value)
             self._add_fields(data, fields.items(), bound)
-            try:  # `_render`, inlined for the common line: short, ASCII, encoded at once
-                line = orjson.dumps(data, default=_json_default).decode()
-            except TypeError:  # a value orjson refuses: `_render` cleans it
-                return self._render(data)
-            if line.isascii() and "\x7f" not in line and len(line) <= MAX_LINE_BYTES:
-                return line
             return self._render(data)
         except Exception as error:  # as in `format`: never raise into the caller
-            module, function, line_number = ACCESS_SITE
+            module, function, line = ACCESS_SITE
             attrs = {
                 "created": created,
                 "levelname": level,
@@ -310,7 +304,7 @@ class JsonFormatter(OrjsonFormatter):
                 "span_id": span_id,
                 "module": module,
                 "funcName": function,
-                "lineno": line_number,
+                "lineno": line,
             }
             return self._render(self._fallback(attrs, error))
 
