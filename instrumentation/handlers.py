@@ -25,8 +25,10 @@ from instrumentation.accounting import boot_id, count_drop, next_seq
 from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.error_fields import error_type
 from instrumentation.log_filters import CorrelationFilter, rename_own_attrs
-from instrumentation.log_format import JsonFormatter
+from instrumentation.log_format import ACCESS_SITE, JsonFormatter
+from instrumentation.log_record import file_names
 from instrumentation.sanitize import clean_user_id
+from instrumentation.tracing import current_span_ids
 
 
 def _reason(error: BaseException | None) -> str:
@@ -420,11 +422,25 @@ class SinkHandler(logging.Handler):
         self._last_words = {name: prefix for name, prefix in last_words}
         # Writers have their own lock; only a sink written in the caller needs the handler's.
         self._caller_writes = any(not isinstance(s, BackgroundWriter) for s in sinks)
+        # Every sink writes the handler's own line: one rendering serves them all.
+        self._one_line = all(s.formatter is None for s in sinks)
         self.setFormatter(formatter)
 
     def handle(self, record: logging.LogRecord) -> bool:
         filters = self.filters
         if len(filters) == 1 and type(filters[0]) is CorrelationFilter:  # as setup_logging's
+            formatter = self.formatter
+            if type(formatter) is JsonFormatter and self._one_line:
+                line = formatter.correlated_line(record)
+                if line is not None:  # the filter's work and the line, in one pass
+                    if self._caller_writes:
+                        with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
+                            self._put(line)
+                    else:
+                        self._put(line)
+                    if record.name in self._last_words and isinstance(record.msg, str):
+                        self._after_last_words(record.name, record.msg)
+                    return True
             if not filters[0].filter_attrs(record.__dict__):
                 return False
         elif not self.filter(record):
@@ -438,9 +454,20 @@ class SinkHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._deliver(_format, (record,))
-        prefix = self._last_words.get(record.name)
-        if prefix is not None and isinstance(record.msg, str) and record.msg.startswith(prefix):
+        if record.name in self._last_words and isinstance(record.msg, str):
+            self._after_last_words(record.name, record.msg)
+
+    def _after_last_words(self, logger: str, msg: str) -> None:
+        if msg.startswith(self._last_words[logger]):
             self.drain(self.last_words_timeout, skip_stalled=True)
+
+    def _put(self, line: str) -> None:
+        """Give every sink `line` (all of them share the handler's formatter)."""
+        for sink in self.sinks:
+            try:
+                sink.put(line)
+            except Exception as error:
+                count_drop(sink.name, _reason(error))
 
     def takes_access_line(self, level: int) -> bool:
         """Whether `handle_access` may stand for `handle` here: a record of `level` passes the
@@ -467,32 +494,52 @@ class SinkHandler(logging.Handler):
         """`handle` for an access line (`takes_access_line(level)` said yes), without a LogRecord:
         the ids, `seq` and bound fields the CorrelationFilter would give it — `user_id` (the
         path parameter) and `late_span` standing for the values a record would carry —,
-        rendered by `JsonFormatter.access_line`."""
+        rendered by `JsonFormatter.line`."""
         rename_own_attrs(fields)  # as the filter does for a record
         # The connection's ids are those of the span current when it was bound (the context
         # here is that one), else `late_span`: a span's ids, valid as the filter would find.
         connection = connection_var.get()
         trace_id, span_id = late_span or (connection.trace_id, connection.span_id)
-        line = (
-            time.time(),
-            logging.getLevelName(level),
-            logger,
-            message,
-            connection.request_id,
-            trace_id,
-            span_id,
+        module, function, line = ACCESS_SITE
+        parts = (
+            time.time(), logging.getLevelName(level), logger, message, (),
+            module, function, line, connection.request_id, trace_id, span_id,
             current_user_id() if user_id is None else clean_user_id(str(user_id)),
-            next_seq(),
-            boot_id(),
-            fields_var.get(),
-            fields,
-        )
+            next_seq(), boot_id(), fields_var.get(), fields,
+        )  # fmt: skip
+        self._deliver_line(parts)
+
+    def handle_fields(
+        self,
+        level: int,
+        logger: str,
+        msg: object,
+        args: tuple[object, ...],
+        pathname: str,
+        lineno: int,
+        function: str,
+        fields: dict[str, Any],
+    ) -> None:
+        """`handle` for a `get_logger` line (`takes_access_line(level)` said yes) whose fields
+        name no id: the line of the record `Logger.makeRecord` would make, without one."""
+        connection = connection_var.get()
+        trace_id, span_id = current_span_ids() or (connection.trace_id, connection.span_id)
+        parts = (
+            time.time(), logging.getLevelName(level), logger, msg, args,
+            file_names(pathname)[1], function, lineno, connection.request_id, trace_id,
+            span_id, current_user_id(), next_seq(), boot_id(), fields_var.get(), fields,
+        )  # fmt: skip
+        self._deliver_line(parts)
+        if logger in self._last_words and isinstance(msg, str):
+            self._after_last_words(logger, msg)
+
+    def _deliver_line(self, parts: tuple[Any, ...]) -> None:
         # `takes_access_line` saw JsonFormatters only: their own method, without a dispatch.
         if self._caller_writes:
             with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-                self._deliver(JsonFormatter.access_line, line)
+                self._deliver(JsonFormatter.line, parts)
         else:
-            self._deliver(JsonFormatter.access_line, line)
+            self._deliver(JsonFormatter.line, parts)
 
     def _deliver(self, render: Callable[..., str], args: tuple[Any, ...]) -> None:
         """Give each sink its line: `render(formatter, *args)`, once for the sinks that share

@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from instrumentation.context import connection_var
+from instrumentation.accounting import boot_id, next_seq
+from instrumentation.context import connection_var, current_user_id, fields_var
 from instrumentation.error_fields import error_fields, error_summary, error_type, safe_str
 from instrumentation.field_values import (
     INT_MAX,
@@ -31,6 +32,7 @@ from instrumentation.field_values import (
 from instrumentation.log_filters import BOUND_FIELDS_ATTR, FILTER_ATTRS, FILTERED_ATTR, Filtered
 from instrumentation.redaction import redact_text
 from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text, deep_clean, escape_unsafe_json
+from instrumentation.tracing import current_span_ids
 
 # The attributes `LogRecord.__init__` sets, in the order it sets them. `Logger.makeRecord` adds
 # `extra=` fields after them, so a record's extra fields are its attributes past this many
@@ -97,6 +99,13 @@ _PLAIN_TEXT_CHARS = 32
 _plain_texts: dict[str, bool] = {}
 # Values written as they are once their key is known to be plain (ints are range-checked).
 _NATIVE_TYPES = frozenset({float, bool, type(None)})
+# The values a line writes as orjson writes them (strings once redacted, integers of 64 bits).
+_FAST_TYPES = frozenset({str, int, float, bool, type(None)})
+# Names written on most lines (levels, loggers, modules, functions, user ids) as JSON strings:
+# at most 4096 of at most 256 characters.
+_json_names: dict[str, str] = {}
+# The bound fields last seen (one snapshot serves all of a request's lines) and their JSON.
+_bound_json: tuple[object, str] = (None, "")
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
 # The access line's `module`, `function` and `line`.
 ACCESS_SITE = ("middleware", "access_line", 0)
@@ -116,6 +125,82 @@ def _second_prefix(second: int) -> str:
     prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
     _second_cache = (second, prefix)
     return prefix
+
+
+def _json_name(name: object) -> str | None:
+    """`name` as a JSON string (kept), for a string of at most `_MAX_NAME_CHARS` characters."""
+    if type(name) is not str or len(name) > _MAX_NAME_CHARS:
+        return None
+    try:
+        encoded = orjson.dumps(name).decode()
+    except TypeError:  # a lone surrogate
+        return None
+    if len(_json_names) >= _PLAIN_KEY_ENTRIES:
+        _json_names.clear()
+    _json_names[name] = encoded
+    return encoded
+
+
+def _fields_json(fields: dict[str, Any]) -> str | None:
+    """`,"key":value…` of keyword fields ("" for none), when every key is one seen before as
+    plain and every value a string, number, bool or None: what `_add_fields` writes for them,
+    strings redacted. None for anything else (an unknown key, a container, a long string…),
+    which only `_add_field` writes. `fields` itself is left as it is."""
+    if not fields:
+        return ""
+    if not fields.keys() <= _plain_keys.keys():
+        return None
+    out: dict[str, Any] | None = None
+    plain_texts = _plain_texts
+    for value in fields.values():
+        kind = type(value)
+        if kind is str:
+            if value not in plain_texts:
+                break  # redacted, below
+        elif kind not in _FAST_TYPES:
+            return None
+    else:  # the common case: nothing to redact
+        out = fields
+    if out is None:
+        out = {}
+        for key, value in fields.items():
+            if type(value) is str and value not in plain_texts:
+                if len(value) > MAX_FIELD_CHARS:
+                    return None
+                value = _redacted_text(value)
+            elif type(value) not in _FAST_TYPES:
+                return None
+            out[key] = value
+    try:
+        return "," + orjson.dumps(out).decode()[1:-1]
+    except TypeError:  # an integer past 64 bits, a lone surrogate: `_add_field` writes them
+        return None
+
+
+def _extra_json(bound: Mapping[str, Any], fields: dict[str, Any]) -> str | None:
+    """The bound fields and then the keyword fields as `_fields_json` writes them; None when
+    either has an uncommon one or a keyword field has a bound field's name."""
+    fields_json = _fields_json(fields)
+    if not bound or fields_json is None:
+        return fields_json
+    if not bound.keys().isdisjoint(fields):
+        return None  # `_add_field` keeps both, the keyword one renamed
+    global _bound_json
+    last, bound_json = _bound_json
+    if bound is not last:
+        encoded = _fields_json(dict(bound))
+        if encoded is None:
+            return None  # not kept: a key may be known plain by the next line
+        _bound_json = (bound, bound_json := encoded)
+    return bound_json + fields_json
+
+
+def _message(msg: object, args: Any) -> str:
+    """`LogRecord.getMessage()` of a record made with `msg` and `args`."""
+    if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        args = args[0]  # as LogRecord.__init__ takes `log.info("%(a)s", {"a": 1})`
+    message = str(msg)
+    return message % args if args else message
 
 
 def _redacted_text(value: str) -> str:
@@ -169,6 +254,8 @@ class JsonFormatter(OrjsonFormatter):
         super().__init__()
         self.service = clean_text(service, 64)
         self.environment = clean_text(environment, 64)
+        # `"service":…,"environment":…` by runtime (None: these), as `_fast_line` writes them.
+        self._identities: dict[Any, str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -244,12 +331,63 @@ class JsonFormatter(OrjsonFormatter):
             _error_fields(record, data)
         return data
 
-    def access_line(
+    def correlated_line(self, record: logging.LogRecord) -> str | None:
+        """What the CorrelationFilter and `format` together make of a common record — no
+        error, keyword and bound fields of plain names and values — in one pass: the
+        filter's attributes set as the filter sets them, and the same line, written from its
+        parts without a dict of fields. None for any other record, left untouched: it takes
+        the filter and `format`. tests/test_line_paths.py holds the paths to one line."""
+        attrs = record.__dict__
+        if attrs["exc_info"] or attrs["exc_text"] or attrs["stack_info"]:
+            return None
+        fields = (
+            dict(islice(attrs.items(), STANDARD_ATTR_COUNT, None))
+            if len(attrs) > STANDARD_ATTR_COUNT
+            else {}
+        )
+        bound = fields_var.get()
+        # Plain names are never an id, the filter's own or an attribute that is not a field.
+        extra = _extra_json(bound, fields)
+        if extra is None:
+            return None
+        connection = connection_var.get()
+        trace_id, span_id = current_span_ids() or (connection.trace_id, connection.span_id)
+        request_id = connection.request_id
+        user_id = current_user_id()
+        start = len(attrs)
+        attrs[FILTERED_ATTR] = mark = Filtered((start, 0))
+        attrs["request_id"] = request_id
+        attrs["trace_id"] = trace_id
+        attrs["span_id"] = span_id
+        attrs["user_id"] = user_id
+        if bound:
+            attrs[BOUND_FIELDS_ATTR] = bound
+        attrs["seq"] = seq = next_seq()
+        attrs["boot_id"] = boot = boot_id()
+        mark[1] = len(attrs)
+        try:  # filtered now: anything uncommon from here on is `format`'s
+            message = attrs["msg"]
+            if attrs["args"] or type(message) is not str:
+                message = record.getMessage()
+            line = self._fast_line(
+                attrs["created"], attrs["levelname"], attrs["name"], message,
+                connection.runtime, request_id, trace_id, span_id, user_id,
+                attrs["module"], attrs["funcName"] or "", attrs["lineno"], seq, boot, extra,
+            )  # fmt: skip
+        except Exception:
+            line = None
+        return self.format(record) if line is None else line
+
+    def line(
         self,
         created: float,
         level: str,
         logger: str,
-        message: str,
+        msg: object,
+        args: Any,
+        module: str,
+        function: str,
+        lineno: int,
         request_id: str | None,
         trace_id: str | None,
         span_id: str | None,
@@ -259,22 +397,26 @@ class JsonFormatter(OrjsonFormatter):
         bound: Mapping[str, Any],
         fields: dict[str, Any],
     ) -> str:
-        """The line `format` would render for an access line's record — the ids, `seq` and
-        bound fields as the CorrelationFilter gives them, `ACCESS_SITE` its (module, function,
-        line) — built directly: no attribute dict to walk, no record. Its fields are added as
-        keyword fields are; tests/test_access_direct.py holds the two to one line."""
+        """The line `format` would render for a record of these parts with the ids, `seq` and
+        bound fields the CorrelationFilter gives it, made without a record: an access line, a
+        `get_logger` line. Its fields are added as keyword fields are."""
+        runtime = connection_var.get().runtime
         try:
+            message = msg if not args and type(msg) is str else _message(msg, args)
+            extra = _extra_json(bound, fields)
+            if extra is not None:
+                line = self._fast_line(
+                    created, level, logger, message, runtime, request_id, trace_id, span_id,
+                    user_id, module, function, lineno, seq, boot_id, extra,
+                )  # fmt: skip
+                if line is not None:
+                    return line
             if len(message) > MAX_MESSAGE_CHARS:
                 message = message[:MAX_MESSAGE_CHARS] + TRUNCATED
-            second = int(created)
-            cached_second, prefix = _second_cache
-            if second != cached_second:
-                prefix = _second_prefix(second)
-            runtime = connection_var.get().runtime
             data: dict[str, Any] = {
-                "timestamp": prefix + _MILLIS[int((created - second) * 1000)],
+                "timestamp": format_timestamp(created),
                 "level": level,
-                "logger": logger,  # the access logger's own name
+                "logger": _bounded(logger, _MAX_NAME_CHARS),
                 "message": message if message in _plain_texts else _redacted_text(message),
                 "service": self.service if runtime is None else runtime.service,
                 "environment": self.environment if runtime is None else runtime.environment,
@@ -284,7 +426,9 @@ class JsonFormatter(OrjsonFormatter):
             }
             if user_id is not None:
                 data["user_id"] = user_id
-            data["module"], data["function"], data["line"] = ACCESS_SITE
+            data["module"] = module
+            data["function"] = _bounded(function, _MAX_NAME_CHARS)
+            data["line"] = lineno
             data["seq"] = seq
             data["boot_id"] = boot_id
             if bound:
@@ -293,20 +437,100 @@ class JsonFormatter(OrjsonFormatter):
             self._add_fields(data, fields.items(), bound)
             return self._render(data)
         except Exception as error:  # as in `format`: never raise into the caller
-            module, function, line = ACCESS_SITE
             attrs = {
                 "created": created,
                 "levelname": level,
                 "name": logger,
-                "msg": message,
+                "msg": msg,
                 "request_id": request_id,
                 "trace_id": trace_id,
                 "span_id": span_id,
                 "module": module,
                 "funcName": function,
-                "lineno": line,
+                "lineno": lineno,
             }
             return self._render(self._fallback(attrs, error))
+
+    def _fast_line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        message: str,
+        runtime: Any,
+        request_id: str | None,
+        trace_id: str | None,
+        span_id: str | None,
+        user_id: str | None,
+        module: str,
+        function: str,
+        lineno: int,
+        seq: int,
+        boot_id: str,
+        extra: str,
+    ) -> str | None:
+        """The line of these parts, written from pieces kept as JSON (names, the identity) and
+        the fields' JSON (`extra`), byte for byte what `_render` makes of `record_fields`;
+        None for parts that need `_render`: a name over `_MAX_NAME_CHARS` characters, a line
+        over `MAX_LINE_BYTES`, a lone surrogate."""
+        names = _json_names
+        level_json = names.get(level) or _json_name(level)
+        logger_json = names.get(logger) or _json_name(logger)
+        module_json = names.get(module) or _json_name(module)
+        function_json = names.get(function) or _json_name(function)
+        if user_id is None:
+            user = ""
+        else:
+            user_json = names.get(user_id) or _json_name(user_id)
+            user = "" if user_json is None else ',"user_id":' + user_json
+        if (
+            level_json is None
+            or logger_json is None
+            or module_json is None
+            or function_json is None
+            or (user_id is not None and not user)
+            or type(lineno) is not int
+        ):
+            return None
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[:MAX_MESSAGE_CHARS] + TRUNCATED
+        if message not in _plain_texts:
+            message = _redacted_text(message)
+        try:
+            message_json = orjson.dumps(message).decode()
+        except TypeError:  # a lone surrogate
+            return None
+        identity = self._identities.get(runtime) or self._identity_json(runtime)
+        second = int(created)
+        cached_second, prefix = _second_cache
+        if second != cached_second:
+            prefix = _second_prefix(second)
+        line = (
+            f'{{"timestamp":"{prefix}{_MILLIS[int((created - second) * 1000)]}"'
+            f',"level":{level_json},"logger":{logger_json},"message":{message_json},{identity}'
+            f',"request_id":"{request_id or ""}","trace_id":"{trace_id or ""}"'
+            f',"span_id":"{span_id or ""}"{user},"module":{module_json}'
+            f',"function":{function_json},"line":{lineno},"seq":{seq},"boot_id":"{boot_id}"'
+            f"{extra}}}"
+        )
+        if not line.isascii() or "\x7f" in line:
+            line = escape_unsafe_json(line)
+        if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
+            return None
+        return line
+
+    def _identity_json(self, runtime: Any) -> str:
+        """`"service":…,"environment":…` of `runtime` (None: this formatter's own), kept."""
+        service, environment = (
+            (self.service, self.environment)
+            if runtime is None
+            else (runtime.service, runtime.environment)
+        )
+        identity = orjson.dumps({"service": service, "environment": environment}).decode()
+        if len(self._identities) >= 64:
+            self._identities.clear()
+        self._identities[runtime] = identity[1:-1]
+        return identity[1:-1]
 
     def _add_fields(
         self, data: dict[str, Any], items: Iterable[tuple[Any, Any]], bound: object

@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Any
 
+from instrumentation.handlers import direct_handler
 from instrumentation.log_format import UNSETTABLE_ATTRS
 from instrumentation.log_record import make_record
 
@@ -14,6 +15,8 @@ _PASSTHROUGH = ("exc_info", "stack_info", "stacklevel", "extra")
 _SLOW_KEYS = frozenset(_PASSTHROUGH) | UNSETTABLE_ATTRS
 _MAKE_RECORD = logging.Logger.makeRecord
 _PLAIN_FACTORIES = (logging.LogRecord, make_record)  # they set the attributes of LogRecord only
+# Fields the CorrelationFilter validates: a line with one of them takes the record path.
+_IDS = frozenset({"request_id", "trace_id", "span_id", "user_id"})
 
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +52,14 @@ class CorrelatedLogger:
             code = frame.f_code
             factory = logging.getLogRecordFactory()
             if type(logger).makeRecord is _MAKE_RECORD and factory in _PLAIN_FACTORIES:
+                if _IDS.isdisjoint(fields):
+                    handler = direct_handler(logger, level)
+                    if handler is not None:  # corrstack's is the only handler it would reach
+                        handler.handle_fields(
+                            level, logger.name, msg, args, code.co_filename, frame.f_lineno,
+                            code.co_name, fields,
+                        )  # fmt: skip
+                        return
                 # What `makeRecord` does, without testing each field against attributes these
                 # factories never set (`_SLOW_KEYS` has them all).
                 record = factory(

@@ -1,0 +1,311 @@
+"""The three ways a line is written give one line: the CorrelationFilter then `format` (any
+record), `JsonFormatter.correlated_line` (the two in one pass, for a common record) and
+`JsonFormatter.line` (no record: access lines, `get_logger` lines corrstack alone handles)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from instrumentation import bind_context, get_logger
+from instrumentation.context import Connection, connection_var, fields_var
+from instrumentation.handlers import SinkHandler
+from instrumentation.log_filters import CorrelationFilter
+from instrumentation.log_format import JsonFormatter
+from tests.conftest import LogCapture
+
+_SEQ = re.compile(r'"seq":\d+')
+_FIELDS: dict[str, Any] = {
+    "exercises_count": 8,
+    "duration_ms": 12.5,
+    "model": "gpt-4o-mini",
+    "cost_usd": 0.0021,
+    "cache_hit": False,
+    "attempt": None,
+    "plan": "pro",
+}
+
+
+@pytest.fixture
+def bound_request() -> Iterator[None]:
+    token = connection_var.set(
+        Connection(None, "req-paths", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
+    )
+    yield
+    connection_var.reset(token)
+
+
+def _record(
+    name: str, msg: object, args: Any, fields: dict[str, Any], created: float = 1767225600.25
+) -> logging.LogRecord:
+    record = logging.LogRecord(name, logging.INFO, __file__, 42, msg, args, None, func="handler")
+    record.created = created
+    record.__dict__.update(fields)
+    return record
+
+
+def _both_record_paths(
+    formatter: JsonFormatter, name: str, msg: object, args: Any, fields: dict[str, Any]
+) -> tuple[str, str | None, logging.LogRecord, logging.LogRecord]:
+    """(filter + format, correlated_line) of two copies of one record, and the two records."""
+    generic = _record(name, msg, args, fields)
+    fused = logging.LogRecord.__new__(logging.LogRecord)
+    fused.__dict__.update(generic.__dict__)
+    assert CorrelationFilter().filter(generic)
+    before = dict(fused.__dict__)
+    line = formatter.correlated_line(fused)
+    if line is None:
+        assert fused.__dict__ == before  # left untouched, for the filter and `format`
+    return formatter.format(generic), line, generic, fused
+
+
+def _same(one: str, other: str) -> None:
+    assert _SEQ.sub('"seq":0', one) == _SEQ.sub('"seq":0', other)
+
+
+def _without_seq(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k != "seq"}
+
+
+def test_a_common_record_takes_one_pass_and_gets_the_same_line(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    with bind_context(user_id="u-42"):
+        _both_record_paths(formatter, "tests", "Routine generated", (), _FIELDS)  # keys seen
+        generic_line, line, generic, fused = _both_record_paths(
+            formatter, "tests", "Routine %s", ("generated",), _FIELDS
+        )
+    assert line is not None, "a common record must take the one-pass path"
+    _same(line, generic_line)
+    # The record carries what the filter puts on it, in the same order, for other handlers.
+    assert list(fused.__dict__) == list(generic.__dict__)
+    assert _without_seq(fused.__dict__) == _without_seq(generic.__dict__)
+    assert fused.seq == generic.seq + 1
+    assert '"request_id":"req-paths"' in line and '"user_id":"u-42"' in line
+
+
+def test_bound_fields_take_one_pass_and_a_clash_takes_format(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    with bind_context(order_id=7, region="eu-west-1"):
+        _both_record_paths(formatter, "tests", "warm", (), {"plan": "pro"})
+        generic_line, line, generic, fused = _both_record_paths(
+            formatter, "tests", "bound", (), {"plan": "pro"}
+        )
+        assert line is not None
+        _same(line, generic_line)
+        assert list(fused.__dict__) == list(generic.__dict__)
+        assert '"order_id":7,"region":"eu-west-1","plan":"pro"}' in line
+        generic_line, line, _, _ = _both_record_paths(
+            formatter, "tests", "clash", (), {"order_id": 8}
+        )
+        assert line is None  # a keyword field named like a bound one: both kept, by `format`
+    assert '"order_id":7' in generic_line and '"field_order_id":8' in generic_line
+
+
+def test_the_cached_bound_fields_follow_each_new_binding(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    lines = []
+    for tenant in ("acme", "globex", "acme"):
+        with bind_context(tenant=tenant):
+            _both_record_paths(formatter, "tests", "warm", (), {})
+            generic_line, line, _, _ = _both_record_paths(formatter, "tests", "m", (), {})
+            assert line is not None
+            _same(line, generic_line)
+            lines.append(line)
+    tenants = ("acme", "globex", "acme")
+    assert all(f'"tenant":"{t}"' in line for t, line in zip(tenants, lines, strict=True))
+    assert fields_var.get() == {}
+
+
+def test_the_one_pass_line_masks_what_format_masks(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    fields = {"plan": "pro", "note": "retry with password=hunter2 now"}
+    for _ in range(2):
+        generic_line, line, _, _ = _both_record_paths(
+            formatter, "tests", "login token=abc123 for %s", ("u\x1b[2J",), fields
+        )
+    assert line is not None
+    _same(line, generic_line)
+    assert "hunter2" not in line and "abc123" not in line and "\x1b" not in line
+    assert fields["note"] == "retry with password=hunter2 now"  # the caller's value untouched
+
+
+_KEYS = st.sampled_from(
+    [
+        "plan",
+        "model",
+        "attempt",
+        "duration_ms",
+        "api_key",
+        "password",
+        "level",
+        "seq",
+        "boot_id",
+        "request_id",
+        "user_id",
+        "k\x1b[31m",
+        "n" * 200,
+        "ok",
+    ]
+)
+_VALUES = st.one_of(
+    st.sampled_from(["GET", "pro", "Bearer abc.def", "x\u202eevil", "\ud800", "token=s3cr3t"]),
+    st.text(max_size=40),
+    st.text(min_size=2040, max_size=2100),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=2**70),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.one_of(st.integers(), st.sampled_from(["ok", "password=x"])), max_size=3),
+    st.dictionaries(st.sampled_from(["a", "secret"]), st.text(max_size=5), max_size=2),
+)
+_MESSAGES = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from(["password=hunter2", "lone \udc00 surrogate", "x" * 17000, "%s and %d"]),
+)
+_NAMES = st.sampled_from(["tests", "app.api", "tests", "n" * 300, "t\u202eevil", "\ud800"])
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=_NAMES,
+    message=_MESSAGES,
+    args=st.sampled_from([(), ("a",), ("a", 1), ({"k": 1},)]),
+    fields=st.one_of(
+        st.dictionaries(st.sampled_from(["plan", "model", "attempt", "ok"]), _VALUES, max_size=4),
+        st.dictionaries(_KEYS, _VALUES, max_size=5),
+    ),
+    bound=st.one_of(
+        st.just({}),
+        st.dictionaries(st.sampled_from(["order_id", "plan", "level"]), _VALUES, max_size=2),
+    ),
+)
+def test_any_record_gets_the_same_line_every_way(
+    bound_request: None,
+    name: str,
+    message: str,
+    args: Any,
+    fields: dict[str, Any],
+    bound: dict[str, Any],
+) -> None:
+    formatter = JsonFormatter("svc", "test")
+    with bind_context(**bound):
+        for _ in range(2):  # the second time, whatever the first made plain is known
+            generic_line, line, generic, fused = _both_record_paths(
+                formatter, name, message, args, fields
+            )
+            if line is not None:
+                _same(line, generic_line)
+                assert list(fused.__dict__) == list(generic.__dict__)
+            attrs = generic.__dict__
+            without_record = formatter.line(
+                attrs["created"], attrs["levelname"], attrs["name"], message, args,
+                attrs["module"], attrs["funcName"], attrs["lineno"], attrs["request_id"],
+                attrs["trace_id"], attrs["span_id"], attrs["user_id"], attrs["seq"],
+                attrs["boot_id"], fields_var.get(), dict(fields),
+            )  # fmt: skip
+            if not {"request_id", "user_id", "seq", "boot_id"} & set(fields):
+                assert without_record == generic_line  # ids a record carries: its own path
+
+
+class _Pass(logging.Filter):
+    """A logger filter that lets everything through: enough to force the record path."""
+
+
+def test_get_logger_alone_writes_without_a_record_and_the_same_line(
+    log_capture: LogCapture, bound_request: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = get_logger("tests.paths")
+    taken: list[str] = []
+    original = SinkHandler.handle_fields
+
+    def spy(self: SinkHandler, *args: Any) -> None:
+        taken.append("direct")
+        original(self, *args)
+
+    monkeypatch.setattr(SinkHandler, "handle_fields", spy)
+
+    def routine() -> None:
+        log.info("Routine %s", "generated", **_FIELDS)
+
+    with bind_context(user_id="u-7", order_id=3):
+        routine()
+        log.logger.addFilter(passing := _Pass())
+        try:
+            routine()
+        finally:
+            log.logger.removeFilter(passing)
+    assert taken == ["direct"]
+    direct, generic = log_capture.text.splitlines()
+    _same(re.sub(r'"timestamp":"[^"]+"', "", direct), re.sub(r'"timestamp":"[^"]+"', "", generic))
+    first = log_capture.records[0]
+    assert (first["module"], first["function"]) == ("test_line_paths", "routine")
+    assert first["user_id"] == "u-7" and first["order_id"] == 3
+
+
+def test_get_logger_takes_the_record_path_when_anything_else_would_see_it(
+    log_capture: LogCapture, bound_request: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = get_logger("tests.paths")
+    monkeypatch.setattr(SinkHandler, "handle_fields", None)  # called: a TypeError
+    other = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(other)
+    try:
+        log.info("seen twice", plan="pro")
+    finally:
+        logging.getLogger().removeHandler(other)
+    assert "seen twice" in other.stream.getvalue()  # type: ignore[attr-defined]
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = logging.LogRecord(*args, **kwargs)
+        record.tenant = "acme"
+        return record
+
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(factory)
+    try:
+        log.info("made by the app's factory")
+    finally:
+        logging.setLogRecordFactory(previous)
+    log.info("explicit id", request_id="req-explicit")  # validated by the filter
+    lines = log_capture.records
+    assert [line["message"] for line in lines] == [
+        "seen twice",
+        "made by the app's factory",
+        "explicit id",
+    ]
+    assert lines[1]["tenant"] == "acme"
+    assert lines[2]["request_id"] == "req-explicit"
+
+
+def test_the_identity_is_the_request_runtimes_else_the_formatters() -> None:
+    import json
+
+    from instrumentation.runtime import Runtime
+
+    formatter = JsonFormatter('we "quote"', "test")
+    lines = []
+    for runtime in (None, Runtime.create(service="api", environment="prod"), None):
+        token = connection_var.set(Connection(runtime, "req-1"))
+        try:
+            for _ in range(2):
+                generic_line, line, _, _ = _both_record_paths(formatter, "tests", "m", (), {})
+        finally:
+            connection_var.reset(token)
+        assert line is not None
+        _same(line, generic_line)
+        lines.append(json.loads(line))
+    assert [(line["service"], line["environment"]) for line in lines] == [
+        ('we "quote"', "test"),
+        ("api", "prod"),
+        ('we "quote"', "test"),
+    ]
