@@ -66,6 +66,7 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
         tmp_path,
         "--parts", "inprocess,multiprocess,records",
         "--rounds", "1",
+        "--record-rounds", "2",
         "--requests", "200",
         "--records", "500",
         "--gc-requests", "50",
@@ -76,6 +77,7 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
     assert set(apps) == set(APPS)
     assert set(multiprocess) == MULTIPROCESS_APPS
     assert set(formatters) == set(FORMATTERS)
+    assert {len(formatter["rounds"]) for formatter in formatters.values()} == {2}
     figures = {
         (name, key): app[key]
         for name, app in [*apps.items(), *multiprocess.items()]
