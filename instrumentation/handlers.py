@@ -362,8 +362,15 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     """The SinkHandler a record of `level` from `logger` would reach, when it is the only
     handler it would reach and `takes_access_line(level)`: `handle_access` then writes exactly what
     `logger.handle` would. None otherwise — another handler, a logger's filter, no handler."""
-    if logger.filters or logger.disabled:
-        return None
+    kind = type(logger)
+    if (
+        logger.filters
+        or logger.disabled
+        or kind.handle is not _HANDLE
+        or kind.callHandlers is not _CALL_HANDLERS
+        or kind.filter is not _FILTER
+    ):
+        return None  # a filter, or dispatch of a logger class's own or patched in
     found: logging.Handler | None = None
     current: logging.Logger | None = logger
     while current is not None:
@@ -375,13 +382,13 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
         current = current.parent if current.propagate else None
     if found is None:
         return None
-    kind = type(found)
-    plain = _plain_sink_handlers.get(kind)
+    handler_kind = type(found)
+    plain = _plain_sink_handlers.get(handler_kind)
     if plain is None:  # a SinkHandler that handles and emits as SinkHandler does
-        plain = _plain_sink_handlers[kind] = (
-            issubclass(kind, SinkHandler)
-            and kind.handle is SinkHandler.handle
-            and kind.emit is SinkHandler.emit
+        plain = _plain_sink_handlers[handler_kind] = (
+            issubclass(handler_kind, SinkHandler)
+            and handler_kind.handle is SinkHandler.handle
+            and handler_kind.emit is SinkHandler.emit
         )
     if plain and found.takes_access_line(level):  # type: ignore[attr-defined]
         return found  # type: ignore[return-value]  # a SinkHandler: `plain`
@@ -389,6 +396,20 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
 
 
 _plain_sink_handlers: dict[type[logging.Handler], bool] = {}
+
+
+def _stdlib_own(function: object, qualname: str) -> object:
+    """`function` when it is the logging module's own `qualname`, else a value no method is:
+    a method patched in before this import (an error tracker's) disables the direct path."""
+    own = getattr(function, "__module__", None) == "logging"
+    return function if own and getattr(function, "__qualname__", None) == qualname else object()
+
+
+# How `Logger.handle` dispatches a record; a logger class or a patch that changes any of them
+# (Sentry's logging integration replaces `callHandlers`) sees every record on the record path.
+_HANDLE = _stdlib_own(logging.Logger.handle, "Logger.handle")
+_CALL_HANDLERS = _stdlib_own(logging.Logger.callHandlers, "Logger.callHandlers")
+_FILTER = _stdlib_own(logging.Logger.filter, "Filterer.filter")
 
 
 class SinkHandler(logging.Handler):
@@ -422,15 +443,18 @@ class SinkHandler(logging.Handler):
         self._last_words = {name: prefix for name, prefix in last_words}
         # Writers have their own lock; only a sink written in the caller needs the handler's.
         self._caller_writes = any(not isinstance(s, BackgroundWriter) for s in sinks)
-        # Every sink writes the handler's own line: one rendering serves them all.
-        self._one_line = all(s.formatter is None for s in sinks)
+        # Every sink writes the handler's own line, and `emit` is SinkHandler's: one rendering
+        # serves them all, without a record's `emit`.
+        self._one_line = type(self).emit is SinkHandler.emit and all(
+            s.formatter is None for s in sinks
+        )
         self.setFormatter(formatter)
 
     def handle(self, record: logging.LogRecord) -> bool:
         filters = self.filters
         if len(filters) == 1 and type(filters[0]) is CorrelationFilter:  # as setup_logging's
             formatter = self.formatter
-            if type(formatter) is JsonFormatter and self._one_line:
+            if self._one_line and type(formatter) is JsonFormatter:
                 line = formatter.correlated_line(record)
                 if line is not None:  # the filter's work and the line, in one pass
                     if self._caller_writes:

@@ -104,6 +104,8 @@ _FAST_TYPES = frozenset({str, int, float, bool, type(None)})
 # Names written on most lines (levels, loggers, modules, functions, user ids) as JSON strings:
 # at most 4096 of at most 256 characters.
 _json_names: dict[str, str] = {}
+# (service, environment) -> `"service":…,"environment":…`, as `_fast_line` writes them.
+_identities: dict[tuple[str, str], str] = {}
 # The bound fields last seen (one snapshot serves all of a request's lines) and their JSON.
 _bound_json: tuple[object, str] = (None, "")
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
@@ -195,6 +197,15 @@ def _extra_json(bound: Mapping[str, Any], fields: dict[str, Any]) -> str | None:
     return bound_json + fields_json
 
 
+def _identity_json(service: str, environment: str) -> str:
+    """`"service":…,"environment":…` as a line writes them, kept (at most 64 pairs)."""
+    identity = orjson.dumps({"service": service, "environment": environment}).decode()[1:-1]
+    if len(_identities) >= 64:
+        _identities.clear()
+    _identities[(service, environment)] = identity
+    return identity
+
+
 def _message(msg: object, args: Any) -> str:
     """`LogRecord.getMessage()` of a record made with `msg` and `args`."""
     if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
@@ -254,8 +265,6 @@ class JsonFormatter(OrjsonFormatter):
         super().__init__()
         self.service = clean_text(service, 64)
         self.environment = clean_text(environment, 64)
-        # `"service":…,"environment":…` by runtime (None: these), as `_fast_line` writes them.
-        self._identities: dict[Any, str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -338,7 +347,10 @@ class JsonFormatter(OrjsonFormatter):
         parts without a dict of fields. None for any other record, left untouched: it takes
         the filter and `format`. tests/test_line_paths.py holds the paths to one line."""
         attrs = record.__dict__
-        if attrs["exc_info"] or attrs["exc_text"] or attrs["stack_info"]:
+        try:
+            if attrs["exc_info"] or attrs["exc_text"] or attrs["stack_info"]:
+                return None
+        except KeyError:  # a record some filter took attributes from: `format` copes
             return None
         fields = (
             dict(islice(attrs.items(), STANDARD_ATTR_COUNT, None))
@@ -500,7 +512,11 @@ class JsonFormatter(OrjsonFormatter):
             message_json = orjson.dumps(message).decode()
         except TypeError:  # a lone surrogate
             return None
-        identity = self._identities.get(runtime) or self._identity_json(runtime)
+        if runtime is None:
+            service, environment = self.service, self.environment
+        else:
+            service, environment = runtime.service, runtime.environment
+        identity = _identities.get((service, environment)) or _identity_json(service, environment)
         second = int(created)
         cached_second, prefix = _second_cache
         if second != cached_second:
@@ -518,19 +534,6 @@ class JsonFormatter(OrjsonFormatter):
         if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
             return None
         return line
-
-    def _identity_json(self, runtime: Any) -> str:
-        """`"service":…,"environment":…` of `runtime` (None: this formatter's own), kept."""
-        service, environment = (
-            (self.service, self.environment)
-            if runtime is None
-            else (runtime.service, runtime.environment)
-        )
-        identity = orjson.dumps({"service": service, "environment": environment}).decode()
-        if len(self._identities) >= 64:
-            self._identities.clear()
-        self._identities[runtime] = identity[1:-1]
-        return identity[1:-1]
 
     def _add_fields(
         self, data: dict[str, Any], items: Iterable[tuple[Any, Any]], bound: object

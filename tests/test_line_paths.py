@@ -309,3 +309,96 @@ def test_the_identity_is_the_request_runtimes_else_the_formatters() -> None:
         ("api", "prod"),
         ('we "quote"', "test"),
     ]
+
+
+def test_a_patched_logger_dispatch_sees_every_line(
+    log_capture: LogCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error tracker that patches `Logger.callHandlers` (as Sentry's logging integration
+    does) sees `get_logger` lines and access lines too: no direct path goes around it."""
+    from instrumentation.access_record import AccessRecords
+
+    seen: list[str] = []
+    original = logging.Logger.callHandlers
+
+    def call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+        seen.append(record.getMessage())
+        original(self, record)
+
+    monkeypatch.setattr(logging.Logger, "callHandlers", call_handlers)
+    get_logger("tests.patched").error("payment failed", order_id=1)
+    AccessRecords(logging.getLogger("corrstack.access")).emit(
+        logging.INFO, "GET / 200", {"status": 200}, {}
+    )
+    assert seen == ["payment failed", "GET / 200"]
+    assert [line["message"] for line in log_capture.records] == seen
+
+
+def test_a_logger_class_of_its_own_handles_its_records(log_capture: LogCapture) -> None:
+    class Dropping(logging.Logger):
+        def handle(self, record: logging.LogRecord) -> None:
+            if "drop" not in record.getMessage():
+                super().handle(record)
+
+    logger = Dropping("tests.dropping")
+    logger.parent = logging.getLogger()
+    from instrumentation.logger import CorrelatedLogger
+
+    log = CorrelatedLogger(logger)
+    log.info("drop me", plan="pro")
+    log.info("keep me", plan="pro")
+    assert [line["message"] for line in log_capture.records] == ["keep me"]
+
+
+def test_a_handler_subclass_emit_sees_every_record() -> None:
+    from instrumentation.handlers import StreamSink
+
+    emitted: list[str] = []
+
+    class Counting(SinkHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            emitted.append(record.getMessage())
+            super().emit(record)
+
+    stream = io.StringIO()
+    handler = Counting([StreamSink(stream)], JsonFormatter("svc"))
+    handler.addFilter(CorrelationFilter())
+    logger = logging.getLogger("tests.counting")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        for _ in range(2):
+            logger.info("hello", extra={"plan": "pro"})
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    assert emitted == ["hello", "hello"]
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_a_record_missing_an_attribute_is_still_written(log_capture: LogCapture) -> None:
+    class Strip(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.__dict__.pop("stack_info", None)
+            return True
+
+    logger = logging.getLogger("tests.strip")
+    logger.addFilter(strip := Strip())
+    try:
+        logger.info("hello")  # must not raise into the caller
+    finally:
+        logger.removeFilter(strip)
+    assert [line["message"] for line in log_capture.records] == ["hello"]
+
+
+def test_a_renamed_formatter_writes_its_new_name(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    for _ in range(2):
+        _both_record_paths(formatter, "tests", "m", (), {})
+    formatter.service = "renamed"
+    generic_line, line, _, _ = _both_record_paths(formatter, "tests", "m", (), {})
+    assert line is not None
+    _same(line, generic_line)
+    assert '"service":"renamed"' in line
