@@ -69,7 +69,7 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -109,7 +109,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
     """Serve app `name` with uvicorn, run `wrk -t1 -c50 -d<duration>s --latency`, stop it."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
     server = subprocess.Popen(
         [
