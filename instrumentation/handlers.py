@@ -360,8 +360,9 @@ def _format(formatter: logging.Formatter, record: logging.LogRecord) -> str:
 
 def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     """The SinkHandler a record of `level` from `logger` would reach, when it is the only
-    handler it would reach and `takes_access_line(level)`: `handle_access` then writes exactly what
-    `logger.handle` would. None otherwise — another handler, a logger's filter, no handler."""
+    handler it would reach and `takes_access_line(level)`: `handle_access` and `handle_fields`
+    then write exactly what `logger.handle` would. None otherwise — another handler, a logger's
+    filter or dispatch of its own, no handler."""
     kind = type(logger)
     if (
         logger.filters
@@ -382,20 +383,9 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
         current = current.parent if current.propagate else None
     if found is None:
         return None
-    handler_kind = type(found)
-    plain = _plain_sink_handlers.get(handler_kind)
-    if plain is None:  # a SinkHandler that handles and emits as SinkHandler does
-        plain = _plain_sink_handlers[handler_kind] = (
-            issubclass(handler_kind, SinkHandler)
-            and handler_kind.handle is SinkHandler.handle
-            and handler_kind.emit is SinkHandler.emit
-        )
-    if plain and found.takes_access_line(level):  # type: ignore[attr-defined]
-        return found  # type: ignore[return-value]  # a SinkHandler: `plain`
+    if isinstance(found, SinkHandler) and found.own_dispatch and found.takes_access_line(level):
+        return found
     return None
-
-
-_plain_sink_handlers: dict[type[logging.Handler], bool] = {}
 
 
 def _stdlib_own(function: object, qualname: str) -> object:
@@ -443,11 +433,12 @@ class SinkHandler(logging.Handler):
         self._last_words = {name: prefix for name, prefix in last_words}
         # Writers have their own lock; only a sink written in the caller needs the handler's.
         self._caller_writes = any(not isinstance(s, BackgroundWriter) for s in sinks)
-        # Every sink writes the handler's own line, and `emit` is SinkHandler's: one rendering
-        # serves them all, without a record's `emit`.
-        self._one_line = type(self).emit is SinkHandler.emit and all(
-            s.formatter is None for s in sinks
-        )
+        # Handles and emits as SinkHandler does: a line may skip `handle`'s or `emit`'s steps
+        # (a subclass that overrides either sees every record).
+        own_emit = type(self).emit is SinkHandler.emit
+        self.own_dispatch = own_emit and type(self).handle is SinkHandler.handle
+        # Every sink writes the handler's own line: one rendering, without a record's `emit`.
+        self._one_line = own_emit and all(s.formatter is None for s in sinks)
         self.setFormatter(formatter)
 
     def handle(self, record: logging.LogRecord) -> bool:
@@ -494,8 +485,9 @@ class SinkHandler(logging.Handler):
                 count_drop(sink.name, _reason(error))
 
     def takes_access_line(self, level: int) -> bool:
-        """Whether `handle_access` may stand for `handle` here: a record of `level` passes the
-        handler's level, its one filter is a CorrelationFilter and every line is JSON."""
+        """Whether `handle_access` or `handle_fields` may stand for `handle` here: a record of
+        `level` passes the handler's level, its one filter is a CorrelationFilter and every line
+        is JSON."""
         filters = self.filters
         if level < self.level or len(filters) != 1 or type(filters[0]) is not CorrelationFilter:
             return False

@@ -100,7 +100,7 @@ _plain_texts: dict[str, bool] = {}
 # Values written as they are once their key is known to be plain (ints are range-checked).
 _NATIVE_TYPES = frozenset({float, bool, type(None)})
 # The values a line writes as orjson writes them (strings once redacted, integers of 64 bits).
-_FAST_TYPES = frozenset({str, int, float, bool, type(None)})
+_FAST_TYPES = _NATIVE_TYPES | {str, int}
 # Names written on most lines (levels, loggers, modules, functions, user ids) as JSON strings:
 # at most 4096 of at most 256 characters.
 _json_names: dict[str, str] = {}
