@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 
 # What an entry of LOG_LEVELS may name: a dotted logger name, as libraries spell theirs.
 _LOGGER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+# Loggers whose level a server sets itself, before or after the app is imported: uvicorn gives
+# uvicorn.error INFO or its --log-level (uvicorn.asgi its --log-level too), gunicorn gives
+# gunicorn.error its --log-level. A LOG_LEVELS entry for a parent decides them as well, unless
+# the spec names them, so `uvicorn=WARNING` quiets uvicorn.error's startup lines.
+_SERVER_SET_LEVELS = ("uvicorn.error", "uvicorn.asgi", "gunicorn.error")
+_SERVERS = ("uvicorn", "gunicorn")
 _LEVEL_NAMES = {
     logging.DEBUG: "DEBUG",
     logging.INFO: "INFO",
@@ -180,7 +186,35 @@ def apply_log_levels(spec: str | None = None) -> dict[str, int]:
     levels = log_levels(spec if spec is not None else env("LOG_LEVELS") or "")
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    for name in _followers(levels):
+        logging.getLogger(name).setLevel(logging.NOTSET)
     return levels
+
+
+def apply_server_log_levels() -> None:
+    """Apply the LOG_LEVELS entries for the servers' loggers again (`uvicorn`, `gunicorn` and
+    theirs): a server's own logging config, run after `setup_logging()`, resets their levels."""
+    levels = log_levels(env("LOG_LEVELS") or "")
+    for name, level in levels.items():
+        if any(_within(name, server) for server in _SERVERS):
+            logging.getLogger(name).setLevel(level)
+    for name in _followers(levels):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def _within(name: str, parent: str) -> bool:
+    return name == parent or name.startswith(parent + ".")
+
+
+def _followers(levels: Mapping[str, int]) -> list[str]:
+    """The loggers a server sets a level on that `levels` does not name but names a parent of:
+    left with no level of their own, they follow that parent."""
+    return [
+        child
+        for child in _SERVER_SET_LEVELS
+        if child not in levels
+        and any(_within(child, name) for name in levels if name not in (child, "root"))
+    ]
 
 
 def _level_value(level: int) -> str | int:
@@ -220,7 +254,8 @@ def logging_config(
         # No level of its own: `LOG_LEVELS=uvicorn=WARNING` quiets it too.
         "uvicorn.error": {"handlers": [], "propagate": True},
         "uvicorn.access": {"handlers": [], "propagate": False},
-        # gunicorn has set gunicorn.error's level from its --log-level already: left as it is.
+        # gunicorn has set gunicorn.error's level from its --log-level already: left as it is,
+        # unless LOG_LEVELS names `gunicorn` and not it (below).
         "gunicorn.error": {"handlers": [], "propagate": True},
         "gunicorn.access": {"handlers": [], "propagate": False},
     }
@@ -229,6 +264,8 @@ def logging_config(
             root_level = value
         else:
             loggers.setdefault(name, {})["level"] = _level_value(value)
+    for name in _followers(per_logger):
+        loggers.setdefault(name, {})["level"] = "NOTSET"  # gunicorn's --log-level is set before
     return {
         "version": 1,
         # corrstack's own loggers (the access line's among them) exist before this runs.

@@ -186,10 +186,13 @@ def reclaim_server_loggers() -> None:
     """Route the servers' loggers through corrstack again (their own config may have run since).
 
     Their error loggers propagate to the root handler; their text access logs are switched
-    off, since CorrelationMiddleware writes the access line.
+    off, since CorrelationMiddleware writes the access line; the LOG_LEVELS entries for them
+    apply again.
     """
     if not logging_configured():
         return  # corrstack's logging is not set up: leave the servers' own
+    from instrumentation.log_config import apply_server_log_levels  # late: it builds on this
+
     for name in _PROPAGATING_LOGGERS:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()
@@ -199,6 +202,7 @@ def reclaim_server_loggers() -> None:
         server_logger.handlers.clear()
         server_logger.propagate = False
         server_logger.disabled = True
+    apply_server_log_levels()
 
 
 def _handlers_of(root: logging.Logger) -> list[SinkHandler]:

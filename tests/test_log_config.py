@@ -318,6 +318,40 @@ def test_log_levels_from_the_environment_quiet_uvicorn(monkeypatch: pytest.Monke
     assert [r["message"] for r in comparable(stream.getvalue())] == ["kept", "debug kept"]
 
 
+def test_log_levels_survive_uvicorn_configuring_logging_after_setup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `uvicorn.run(app, log_level="debug")` runs uvicorn's own dictConfig after setup_logging():
+    # uvicorn and uvicorn.error get levels again, which the app's first ASGI call reclaims.
+    from uvicorn.config import LOGGING_CONFIG
+
+    monkeypatch.setenv("LOG_LEVELS", "uvicorn=WARNING")
+    stream = io.StringIO()
+    setup_logging(service="api", stream=stream)
+    logging.config.dictConfig(LOGGING_CONFIG)
+    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG)  # what log_level="debug" does
+    reclaim_server_loggers()
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    logging.getLogger("uvicorn").info("quiet too")
+    logging.getLogger("uvicorn.error").warning("kept")
+    assert [r["message"] for r in comparable(stream.getvalue())] == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error_level"),
+    [
+        ("gunicorn=WARNING", "NOTSET"),  # follows gunicorn's entry
+        ("gunicorn=WARNING,gunicorn.error=DEBUG", "DEBUG"),  # named: its own
+        ("httpx=ERROR", None),  # not named: gunicorn's --log-level, set before, stays
+    ],
+)
+def test_logging_config_lets_gunicorn_error_follow_a_gunicorn_entry(
+    monkeypatch: pytest.MonkeyPatch, spec: str, error_level: str | None
+) -> None:
+    monkeypatch.setenv("LOG_LEVELS", spec)
+    assert logging_config(service="api")["loggers"]["gunicorn.error"].get("level") == error_level
+
+
 def test_logging_config_refuses_a_bad_log_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVELS", "uvicorn:WARNING")
     with pytest.raises(ValueError, match="LOG_LEVELS"):

@@ -51,10 +51,12 @@ def fire(url: str) -> None:
         assert client.get("/boom", headers={"X-Correlation-ID": "req-boom"}).status_code == 500
 
 
-def serve(tmp_path: Path, name: str, cmd: list[str], port: int) -> Run:
+def serve(
+    tmp_path: Path, name: str, cmd: list[str], port: int, env: dict[str, str] | None = None
+) -> Run:
     log_file = tmp_path / f"{name}.log"
     out = tmp_path / f"{name}.out"
-    env = {"SERVICE_NAME": "api", "ENVIRONMENT": "test", "LOG_FILE": str(log_file)}
+    env = {"SERVICE_NAME": "api", "ENVIRONMENT": "test", "LOG_FILE": str(log_file), **(env or {})}
     with running(cmd, log_path=out, env=env, cwd=ROOT):
         url = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{url}/metrics", timeout=30)
@@ -63,11 +65,11 @@ def serve(tmp_path: Path, name: str, cmd: list[str], port: int) -> Run:
     return Run(settled_records(log_file), lines)
 
 
-def uvicorn(tmp_path: Path, name: str, *extra: str) -> Run:
+def uvicorn(tmp_path: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> Run:
     port = free_port()
     # uvicorn's access log left on: only the config may keep its text lines out.
     cmd = [arg for arg in uvicorn_cmd(APP, port, *extra) if arg != "--no-access-log"]
-    return serve(tmp_path, name, cmd, port)
+    return serve(tmp_path, name, cmd, port, env)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +126,27 @@ def test_uvicorn_writes_only_json_lines_and_no_text_access_line(
         len(run.records),
         set(),
     )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("extra", "level"),
+    [((), "WARNING"), (("--log-level", "debug"), "WARNING"), (("--log-level", "debug"), "INFO")],
+)
+def test_log_levels_for_uvicorn_quiet_the_loggers_uvicorn_sets_itself(
+    tmp_path: Path, extra: tuple[str, ...], level: str
+) -> None:
+    # uvicorn gives uvicorn.error a level of its own (INFO, or --log-level's) before the app
+    # is imported: `LOG_LEVELS=uvicorn=...`, the README's example, must still decide it.
+    run = uvicorn(tmp_path, "levels", *extra, env={"LOG_LEVELS": f"uvicorn={level}"})
+    server = {(r["logger"], r["level"]) for r in run.records if r["logger"].startswith("uvicorn")}
+    below = {
+        ("uvicorn.error", name)
+        for name in {"WARNING": ("DEBUG", "INFO"), "INFO": ("DEBUG",)}[level]
+    }
+    assert (server & below, len(run.request_lines("req-0000"))) == (set(), 3)
+    if level == "INFO":  # the startup lines, which uvicorn writes at INFO, are still there
+        assert ("uvicorn.error", "INFO") in server
 
 
 @pytest.mark.integration
