@@ -4,6 +4,8 @@
 file name, `os.getpid()`, a `Mapping` isinstance test of the arguments. `make_record` keeps
 those answers (file names in a bounded dict, the pid until a fork) and fills the same
 attributes in the same order with the same values; the record is a plain `logging.LogRecord`.
+While one of logging's switches `logThreads`, `logProcesses`, `logMultiprocessing` is off, it
+makes the record with LogRecord itself.
 `setup_logging()` installs it only in place of stdlib's own factory and only on a Python whose
 LogRecord has exactly the attributes it fills (`compatible()`); a factory someone else installed
 is left alone, and `shutdown_logging()` puts stdlib's back. tests/test_log_record.py holds the
@@ -47,15 +49,10 @@ os.register_at_fork(after_in_child=_renew_pid)
 
 
 def compatible() -> bool:
-    """Whether `make_record` makes what LogRecord makes on this Python, with these settings."""
+    """Whether `make_record` makes what LogRecord makes on this Python."""
     probe = logging.LogRecord("probe", logging.INFO, __file__, 1, "m", (), None)
-    return (
-        tuple(probe.__dict__) == _ATTRIBUTES
-        and logging.logThreads
-        and logging.logProcesses
-        and logging.logMultiprocessing
-        and isinstance(getattr(logging, "_startTime", None), float)  # seconds before 3.13
-    )
+    start_time = getattr(logging, "_startTime", None)
+    return tuple(probe.__dict__) == _ATTRIBUTES and isinstance(start_time, float)  # s before 3.13
 
 
 def file_names(pathname: Any) -> tuple[Any, str]:
@@ -89,6 +86,9 @@ def make_record(
     **kwargs: Any,
 ) -> logging.LogRecord:
     """`logging.LogRecord(...)`, the same record (a LogRecord factory's signature)."""
+    if not (logging.logThreads and logging.logProcesses and logging.logMultiprocessing):
+        # A field logging was told to leave out, at any time: LogRecord's own work.
+        return _LogRecord(name, level, pathname, lineno, msg, args, exc_info, func, sinfo, **kwargs)
     created = time.time()
     if args and len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
         args = args[0]

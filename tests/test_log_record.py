@@ -43,6 +43,16 @@ def test_the_same_record_as_logging(args: tuple[Any, ...]) -> None:
     _same(args)  # the second time from the remembered file names
 
 
+@pytest.mark.parametrize("flag", ["logThreads", "logProcesses", "logMultiprocessing"])
+def test_the_same_record_when_logging_is_told_to_skip_a_field_after_install(
+    monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    # logging's documented switches (`logging.logThreads = False`...) may be set at any time:
+    # the record then leaves that field None, as LogRecord does.
+    monkeypatch.setattr(logging, flag, False)
+    _same(("app", logging.INFO, __file__, 1, "m", (), None))
+
+
 def test_the_same_record_in_a_named_thread_and_a_forked_child() -> None:
     args = ("app", logging.INFO, __file__, 1, "m", (), None)
     thread = threading.Thread(target=_same, args=(args,), name="worker-7")
