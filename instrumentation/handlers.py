@@ -8,6 +8,7 @@ sinks and the caller carry on. A line a sink could not write is counted, not los
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -249,26 +250,29 @@ class BackgroundWriter:
         with self._lock:  # the put too: no line may land behind a close's stop marker
             pending = self._pending + size
             if pending <= self.limit and not self._closed:
+                if self._idle or (pending > self.limit >> 1 and not self._wake.is_set()):
+                    # Idle, or a burst is filling the buffer. Before the line is kept: a writer
+                    # that cannot start drops (and counts) this line, and the next one tries again.
+                    self._wake_writer()
                 self._pending = pending
                 self._lines.append(line)
-                if self._idle or (pending > self.limit >> 1 and not self._wake.is_set()):
-                    self._wake_writer()  # idle, or a burst is filling the buffer
                 return
         count_drop(self.name, "closed" if self._closed else "queue_full")
 
     def _wake_writer(self) -> None:
         """With the lock held: signal the writer (and start it, the first time in this
         process)."""
-        self._idle = False
-        self._wake.set()
         if self._thread is None:
             thread = threading.Thread(
                 target=self._run,
                 name=f"corrstack-log-{self.name}",
                 daemon=True,  # one blocked in write() forever is abandoned at exit
             )
-            thread.start()  # may raise (at interpreter shutdown): the next line tries again
+            # May raise (a thread limit, interpreter shutdown): nothing has changed yet.
+            thread.start()
             self._thread = thread
+        self._idle = False
+        self._wake.set()
 
     def _run(self) -> None:
         while True:
@@ -303,7 +307,8 @@ class BackgroundWriter:
                 self._write(lines, chars)
                 lines, chars = [], 0
             if item.stop:
-                self.sink.close()
+                with contextlib.suppress(Exception):  # a descriptor gone: nothing to lose
+                    self.sink.close()
             item.done.set()
             if item.stop:
                 return True
@@ -446,15 +451,21 @@ class SinkHandler(logging.Handler):
         if len(filters) == 1 and type(filters[0]) is CorrelationFilter:  # as setup_logging's
             formatter = self.formatter
             if self._one_line and type(formatter) is JsonFormatter:
-                line = formatter.correlated_line(record)
+                try:
+                    line = formatter.correlated_line(record)
+                except Exception as error:  # as `_deliver` does: counted, never raised
+                    for sink in self.sinks:
+                        count_drop(sink.name, _reason(error))
+                    return True
                 if line is not None:  # the filter's work and the line, in one pass
                     if self._caller_writes:
                         with self.lock:  # type: ignore[union-attr]  # made by Handler.__init__
                             self._put(line)
                     else:
                         self._put(line)
-                    if record.name in self._last_words and isinstance(record.msg, str):
-                        self._after_last_words(record.name, record.msg)
+                    name = record.name  # inline `_check_last_words`: a call costs a record 2 %
+                    if type(name) is str and name in self._last_words:
+                        self._check_last_words(record)
                     return True
             if not filters[0].filter_attrs(record.__dict__):
                 return False
@@ -469,8 +480,12 @@ class SinkHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._deliver(_format, (record,))
-        if record.name in self._last_words and isinstance(record.msg, str):
-            self._after_last_words(record.name, record.msg)
+        self._check_last_words(record)
+
+    def _check_last_words(self, record: logging.LogRecord) -> None:
+        name = record.name
+        if type(name) is str and name in self._last_words and isinstance(record.msg, str):
+            self._after_last_words(name, record.msg)
 
     def _after_last_words(self, logger: str, msg: str) -> None:
         if msg.startswith(self._last_words[logger]):

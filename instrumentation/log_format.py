@@ -611,8 +611,12 @@ class JsonFormatter(OrjsonFormatter):
 
     def _fallback(self, attrs: dict[str, Any], error: Exception) -> dict[str, Any]:
         service, environment = self._identity()
+        try:
+            timestamp = format_timestamp(float(attrs.get("created") or time.time()))
+        except (TypeError, ValueError, OverflowError):  # a record made by hand: NaN, "soon"…
+            timestamp = format_timestamp(time.time())
         return {
-            "timestamp": format_timestamp(attrs.get("created") or time.time()),
+            "timestamp": timestamp,
             "level": safe_str(attrs.get("levelname"), 16),
             "logger": safe_str(attrs.get("name"), _MAX_NAME_CHARS),
             "message": redact_text(safe_str(attrs.get("msg"), 2048)),

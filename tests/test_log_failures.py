@@ -1,0 +1,143 @@
+"""Failures on the way to a sink degrade to counted drops, never to an exception in the caller,
+a lost line or a stalled shutdown: records made by hand, a writer thread that cannot start, a
+descriptor closed behind the handler's back."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from instrumentation import flush_logging, setup_logging, shutdown_logging
+from instrumentation.accounting import drop_counts
+from instrumentation.handlers import BackgroundWriter, SinkHandler
+
+
+def _handler() -> SinkHandler:
+    return next(h for h in logging.getLogger().handlers if isinstance(h, SinkHandler))
+
+
+class _Pass(logging.Filter):
+    pass
+
+
+@pytest.fixture
+def pipe_stream() -> Iterator[tuple[int, io.TextIOWrapper]]:
+    """A real descriptor for the stream sink (so it gets a writer thread), and its read end."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    stream = os.fdopen(write, "w")
+    yield read, stream
+    shutdown_logging(1.0)
+    stream.close()
+    os.close(read)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+@pytest.mark.parametrize("created", ["1767225600.25", float("nan"), float("inf"), None])
+@pytest.mark.parametrize("path", ["one-pass", "filter and emit"])
+def test_a_hand_made_record_with_an_odd_created_is_written_not_raised(
+    created: object, path: str
+) -> None:
+    # logging.makeLogRecord() from something deserialised (a socket or queue listener) may
+    # carry any `created`: the line is written with the time it is handled instead.
+    stream = io.StringIO()
+    setup_logging(service="api", stream=stream)
+    if path == "filter and emit":
+        _handler().addFilter(_Pass())  # a second filter: the generic path
+    record = logging.makeLogRecord(
+        {"name": "thirdparty.listener", "msg": "hello", "levelno": 20, "levelname": "INFO"}
+    )
+    record.created = created  # type: ignore[assignment]
+    logging.getLogger("thirdparty.listener").handle(record)
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert (line["message"], line["timestamp"][:2]) == ("hello", "20")
+
+
+def test_a_line_that_cannot_be_rendered_is_counted_not_raised_on_the_one_pass_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    setup_logging(service="api", stream=stream)
+    formatter = _handler().formatter
+    assert formatter is not None
+
+    def broken(record: logging.LogRecord) -> str:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(formatter, "correlated_line", broken)
+    logging.getLogger("app").warning("lost")
+    assert (stream.getvalue(), drop_counts()) == ("", {("stream", "RuntimeError"): 1})
+
+
+def test_an_unhashable_logger_name_is_written_not_raised() -> None:
+    stream = io.StringIO()
+    setup_logging(service="api", stream=stream)
+    record = logging.makeLogRecord({"name": ["not", "a", "name"], "msg": "odd", "levelno": 30})
+    _handler().handle(record)
+    assert [json.loads(text)["message"] for text in stream.getvalue().splitlines()] == ["odd"]
+
+
+def test_a_writer_thread_that_fails_to_start_is_tried_again_and_nothing_is_lost(
+    monkeypatch: pytest.MonkeyPatch, pipe_stream: tuple[int, io.TextIOWrapper]
+) -> None:
+    read, stream = pipe_stream
+    setup_logging(service="api", stream=stream)
+    assert isinstance(_handler().sinks[0], BackgroundWriter)
+    real_start = threading.Thread.start
+    failures = [1]
+
+    def start(thread: threading.Thread) -> None:
+        if failures[0] and thread.name.startswith("corrstack-log"):
+            failures[0] -= 1
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    log = logging.getLogger("app")
+    for i in range(5):
+        log.warning("line %d", i)
+    assert flush_logging(2.0)
+    written = [json.loads(text)["message"] for text in _read_all(read).decode().splitlines()]
+    # The first line is dropped, counted; the next one starts the thread and all after it arrive.
+    assert (written, drop_counts()) == (
+        [f"line {i}" for i in range(1, 5)],
+        {("stream", "RuntimeError"): 1},
+    )
+
+
+def test_shutdown_does_not_wait_for_a_writer_whose_descriptor_was_closed(
+    pipe_stream: tuple[int, io.TextIOWrapper],
+) -> None:
+    _, stream = pipe_stream
+    setup_logging(service="api", stream=stream)
+    writer = _handler().sinks[0]
+    assert isinstance(writer, BackgroundWriter)
+    logging.getLogger("app").warning("first")
+    assert flush_logging(2.0)
+    os.close(writer.sink.fd)  # type: ignore[union-attr]  # closed behind the handler's back
+    logging.getLogger("app").warning("second")
+    started = time.monotonic()
+    done = shutdown_logging(2.0)
+    assert (done, time.monotonic() - started < 1.0, drop_counts()) == (
+        True,
+        True,
+        {("stream", "os_error"): 1},
+    )
