@@ -393,7 +393,7 @@ def direct_handler(logger: logging.Logger, level: int) -> SinkHandler | None:
     return None
 
 
-def _stdlib_own(function: object, qualname: str) -> object:
+def stdlib_own(function: object, qualname: str) -> object:
     """`function` when it is the logging module's own `qualname`, else a value no method is:
     a method patched in before this import (an error tracker's) disables the direct path."""
     own = getattr(function, "__module__", None) == "logging"
@@ -402,9 +402,9 @@ def _stdlib_own(function: object, qualname: str) -> object:
 
 # How `Logger.handle` dispatches a record; a logger class or a patch that changes any of them
 # (Sentry's logging integration replaces `callHandlers`) sees every record on the record path.
-_HANDLE = _stdlib_own(logging.Logger.handle, "Logger.handle")
-_CALL_HANDLERS = _stdlib_own(logging.Logger.callHandlers, "Logger.callHandlers")
-_FILTER = _stdlib_own(logging.Logger.filter, "Filterer.filter")
+_HANDLE = stdlib_own(logging.Logger.handle, "Logger.handle")
+_CALL_HANDLERS = stdlib_own(logging.Logger.callHandlers, "Logger.callHandlers")
+_FILTER = stdlib_own(logging.Logger.filter, "Filterer.filter")
 
 
 class SinkHandler(logging.Handler):

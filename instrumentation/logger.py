@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any
 
-from instrumentation.handlers import direct_handler
+from instrumentation.handlers import direct_handler, stdlib_own
 from instrumentation.log_format import UNSETTABLE_ATTRS
 from instrumentation.log_record import make_record
 
@@ -14,6 +14,10 @@ _PASSTHROUGH = ("exc_info", "stack_info", "stacklevel", "extra")
 # Fields that need `Logger._log` (passed through) or renaming (LogRecord attributes).
 _SLOW_KEYS = frozenset(_PASSTHROUGH) | UNSETTABLE_ATTRS
 _MAKE_RECORD = logging.Logger.makeRecord
+# The methods of a stdlib call this path stands for: a logger class's own (one adding fields
+# in `_log`, say) or a patch takes `Logger._log`.
+_LOG = stdlib_own(logging.Logger._log, "Logger._log")
+_FIND_CALLER = stdlib_own(logging.Logger.findCaller, "Logger.findCaller")
 _PLAIN_FACTORIES = (logging.LogRecord, make_record)  # they set the attributes of LogRecord only
 # Fields the CorrelationFilter validates: a line with one of them takes the record path.
 _IDS = frozenset({"request_id", "trace_id", "span_id", "user_id"})
@@ -42,7 +46,13 @@ class CorrelatedLogger:
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
-        if _SLOW_KEYS.isdisjoint(fields) and logging._srcfile:
+        kind = type(logger)
+        if (
+            _SLOW_KEYS.isdisjoint(fields)
+            and logging._srcfile
+            and kind._log is _LOG
+            and kind.findCaller is _FIND_CALLER
+        ):
             # The common call: plain keyword fields. The caller's frame is known (two up from
             # here), so the record is made directly instead of through `Logger._log`, whose
             # `findCaller` would walk and test each frame to skip ours: ~3 µs less a line.
@@ -51,7 +61,7 @@ class CorrelatedLogger:
             frame = sys._getframe(2)
             code = frame.f_code
             factory = logging.getLogRecordFactory()
-            if type(logger).makeRecord is _MAKE_RECORD and factory in _PLAIN_FACTORIES:
+            if kind.makeRecord is _MAKE_RECORD and factory in _PLAIN_FACTORIES:
                 if _IDS.isdisjoint(fields):
                     handler = direct_handler(logger, level)
                     if handler is not None:  # corrstack's is the only handler it would reach

@@ -350,6 +350,35 @@ def test_a_logger_class_of_its_own_handles_its_records(log_capture: LogCapture) 
     assert [line["message"] for line in log_capture.records] == ["keep me"]
 
 
+class _TenantLogger(logging.Logger):
+    """Adds a field in `_log`, the one method every Logger.info/warning/… call goes through."""
+
+    def _log(self, level: int, msg: object, args: Any, *more: Any, **kwargs: Any) -> None:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), "tenant": "acme"}
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        super()._log(level, msg, args, *more, **kwargs)
+
+
+class _CallerLogger(logging.Logger):
+    def findCaller(self, stack_info: bool = False, stacklevel: int = 1) -> Any:
+        return ("somewhere.py", 7, "chosen", None)
+
+
+@pytest.mark.parametrize("with_passthrough", [False, True])
+def test_a_logger_class_with_its_own_log_or_find_caller_sees_get_logger_calls(
+    log_capture: LogCapture, with_passthrough: bool
+) -> None:
+    from instrumentation.logger import CorrelatedLogger
+
+    extra: dict[str, Any] = {"stack_info": False} if with_passthrough else {}
+    for kind, name in ((_TenantLogger, "tests.tenant"), (_CallerLogger, "tests.caller")):
+        logger = kind(name)
+        logger.parent = logging.getLogger()
+        CorrelatedLogger(logger).info("placed", plan="pro", **extra)
+    tenant, caller = log_capture.records
+    assert (tenant.get("tenant"), caller["function"], caller["line"]) == ("acme", "chosen", 7)
+
+
 def test_a_handler_subclass_emit_sees_every_record() -> None:
     from instrumentation.handlers import StreamSink
 
