@@ -420,6 +420,9 @@ class SinkHandler(logging.Handler):
 
     close_timeout = 5.0
     last_words_timeout = 0.1
+    # The per-logger levels the configuration applied (LOG_LEVELS or `logging_config(levels=)`),
+    # applied again to the servers' loggers when the app starts; None: LOG_LEVELS then.
+    log_levels: dict[str, int] | None = None
 
     def __init__(
         self,

@@ -95,6 +95,7 @@ class CorrelatedHandler(SinkHandler):
         stream: TextIO | None = None,
         file: str | None = None,
         buffer_bytes: int | str | None = None,
+        log_levels: Mapping[str, str | int] | None = None,
     ) -> None:
         limit = _buffer_limit(buffer_bytes)
         path = file if file is not None else env("LOG_FILE")
@@ -111,6 +112,10 @@ class CorrelatedHandler(SinkHandler):
             sinks.append(self._file_sink)
         super().__init__(sinks, self._json, last_words=LAST_WORDS)
         self.addFilter(CorrelationFilter())
+        if log_levels is not None:  # `logging_config()` writes the levels it applied here
+            self.log_levels = {
+                name: _checked_level(name, raw, f"{name}={raw}") for name, raw in log_levels.items()
+            }
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """dictConfig calls this after `__init__` with the config's `formatter`.
@@ -191,10 +196,12 @@ def apply_log_levels(spec: str | None = None) -> dict[str, int]:
     return levels
 
 
-def apply_server_log_levels() -> None:
-    """Apply the LOG_LEVELS entries for the servers' loggers again (`uvicorn`, `gunicorn` and
-    theirs): a server's own logging config, run after `setup_logging()`, resets their levels."""
-    levels = log_levels(env("LOG_LEVELS") or "")
+def apply_server_log_levels(levels: Mapping[str, int] | None = None) -> None:
+    """Apply the per-logger levels for the servers' loggers again (`uvicorn`, `gunicorn` and
+    theirs): a server's own logging config, run after corrstack's, resets their levels.
+    `levels` are those the configuration applied; None reads LOG_LEVELS."""
+    if levels is None:
+        levels = log_levels(env("LOG_LEVELS") or "")
     for name, level in levels.items():
         if any(_within(name, server) for server in _SERVERS):
             logging.getLogger(name).setLevel(level)
@@ -286,6 +293,8 @@ def logging_config(
                 "stream": "ext://sys.stdout",
                 "file": log_file,
                 "buffer_bytes": _buffer_limit(buffer_bytes),
+                # Applied again when the app starts, after a server's own logging config.
+                "log_levels": {name: _level_value(value) for name, value in per_logger.items()},
             }
         },
         "loggers": loggers,

@@ -96,7 +96,7 @@ def setup_logging(
     from instrumentation.log_config import apply_log_levels, log_levels
 
     levels = env("LOG_LEVELS") or ""
-    log_levels(levels)
+    per_logger = log_levels(levels)
     chosen = (log_format or env("LOG_FORMAT") or "json").lower()
     if chosen not in ("json", "console"):
         raise ValueError(f"LOG_FORMAT must be 'json' or 'console', not {chosen!r}")
@@ -129,6 +129,7 @@ def setup_logging(
         sinks.append(BackgroundWriter(file_sink, limit) if limit else file_sink)
     handler = SinkHandler(sinks, formatter, last_words=LAST_WORDS)
     handler.addFilter(CorrelationFilter())
+    handler.log_levels = per_logger
 
     root = logging.getLogger()
     previous = _detach(root)
@@ -193,6 +194,8 @@ def reclaim_server_loggers() -> None:
         return  # corrstack's logging is not set up: leave the servers' own
     from instrumentation.log_config import apply_server_log_levels  # late: it builds on this
 
+    configured = next(iter(_handlers_of(logging.getLogger())))
+
     for name in _PROPAGATING_LOGGERS:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()
@@ -202,7 +205,7 @@ def reclaim_server_loggers() -> None:
         server_logger.handlers.clear()
         server_logger.propagate = False
         server_logger.disabled = True
-    apply_server_log_levels()
+    apply_server_log_levels(configured.log_levels)
 
 
 def _handlers_of(root: logging.Logger) -> list[SinkHandler]:

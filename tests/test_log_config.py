@@ -337,6 +337,24 @@ def test_log_levels_survive_uvicorn_configuring_logging_after_setup(
     assert [r["message"] for r in comparable(stream.getvalue())] == ["kept"]
 
 
+def test_logging_config_levels_survive_uvicorn_configuring_logging_after_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `levels=` spells what LOG_LEVELS does: uvicorn setting uvicorn.error's level after the
+    # dictConfig (log_level="info") must not undo it at the app's start either.
+    from uvicorn.config import LOGGING_CONFIG
+
+    stream = io.StringIO()
+    configured(logging_config(service="api", levels={"uvicorn": "WARNING"}), stream)
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # what log_level="info" does
+    monkeypatch.setenv("LOG_LEVELS", "uvicorn=DEBUG")  # read at setup only, not at the start
+    reclaim_server_loggers()
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    logging.getLogger("uvicorn.error").warning("kept")
+    assert [r["message"] for r in comparable(stream.getvalue())] == ["kept"]
+    assert LOGGING_CONFIG["loggers"]["uvicorn.error"]["level"] == "INFO"  # what uvicorn sets
+
+
 @pytest.mark.parametrize(
     ("spec", "error_level"),
     [

@@ -33,6 +33,9 @@ LOGGING_CONFIG: dict[str, Any] = {
             "stream": "ext://sys.stdout",
             "file": None,  # None: $LOG_FILE, if set
             "buffer_bytes": 8 * 1024 * 1024,  # per sink; 0 writes in the caller
+            # The per-logger levels below, applied again to the servers' loggers when the app
+            # starts (a server may set their levels after this config has run).
+            "log_levels": {"httpx": "WARNING"},
         },
     },
     "loggers": {
