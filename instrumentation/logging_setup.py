@@ -253,3 +253,26 @@ def shutdown_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
 
 
 atexit.register(shutdown_logging)
+
+
+class _Forked:
+    """What multiprocessing's after-fork registry holds (weakly) for `_at_multiprocessing_exit`."""
+
+
+_FORKED = _Forked()
+
+
+def _in_forked_child() -> None:
+    # multiprocessing ends a child it forked with `os._exit`: no atexit, only its own
+    # finalizers, whose registry it clears at the child's start and then runs its after-fork
+    # hooks — where one of ours registers the finalizer that writes the buffers out.
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_FORKED, _at_multiprocessing_exit)
+
+
+def _at_multiprocessing_exit(_: object) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, shutdown_logging, exitpriority=0)
+
+
+os.register_at_fork(after_in_child=_in_forked_child)

@@ -5,6 +5,7 @@ fresh context."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
@@ -29,9 +30,10 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 class Worker:
-    def __init__(self, log_file: Path, metrics_url: str) -> None:
+    def __init__(self, log_file: Path, metrics_url: str, broker: str) -> None:
         self.log_file = log_file
         self.metrics_url = metrics_url
+        self.broker = broker
 
     def lines(self) -> list[dict[str, Any]]:
         return settled_records(self.log_file)
@@ -87,7 +89,12 @@ class Worker:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    tmp = tmp_path_factory.mktemp("celery")
+    with _worker(tmp_path_factory.mktemp("celery"), "--pool=threads", "--concurrency=4") as ready:
+        yield ready
+
+
+@contextlib.contextmanager
+def _worker(tmp: Path, *pool: str) -> Iterator[Worker]:
     redis_port, metrics_port = free_port(), free_port()
     redis_cmd = [
         shutil.which("redis-server") or "redis-server",
@@ -118,11 +125,13 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
         }
         cmd = [
             sys.executable, "-m", "celery", "-A", "tests.apps.celery_app", "worker",
-            "--pool=threads", "--concurrency=4", "--loglevel=INFO",
+            *pool, "--loglevel=INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         with running(cmd, log_path=tmp / "worker.out", env=env, cwd=ROOT) as process:
-            worker = Worker(tmp / "worker.jsonl", f"http://127.0.0.1:{metrics_port}/metrics")
+            worker = Worker(
+                tmp / "worker.jsonl", f"http://127.0.0.1:{metrics_port}/metrics", broker
+            )
 
             def ready() -> bool:
                 assert process.poll() is None, (tmp / "worker.out").read_text()[-3000:]
@@ -235,3 +244,24 @@ def test_a_task_published_outside_any_request_gets_a_fresh_context(worker: Worke
     assert samples[("task_duration_seconds_count", "tests.broken", "failure")] == 1
     assert samples[("app_errors_total", "ValueError", "tests.broken")] == 1
     assert worker.exemplars("tests.broken", "failure") == {failed["request_id"]}
+
+
+def test_a_prefork_child_writes_all_its_lines_before_it_is_replaced(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # --max-tasks-per-child=1: the pool child ends after one task, with `os._exit`, while its
+    # writer thread may still hold the task's last lines.
+    from celery import Celery
+
+    tmp = tmp_path_factory.mktemp("prefork")
+    pool = ("--pool=prefork", "--concurrency=1", "--max-tasks-per-child=1")
+    with _worker(tmp, *pool) as worker:
+        # A publisher of its own: the app's keeps its connection to the other worker's broker.
+        Celery("publisher", broker=worker.broker).send_task("tests.burst", args=[5000])
+
+        def burst() -> list[str]:
+            return [r["message"] for r in worker.lines() if r["logger"] == "tests.tasks.plain"]
+
+        wait_until(lambda: len(burst()) >= 5000, 30, what="the burst's lines")
+        time.sleep(1.0)  # nothing more arrives
+        assert burst() == [f"burst line {i}" for i in range(5000)]

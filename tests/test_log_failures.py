@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,25 @@ def test_shutdown_does_not_wait_for_a_writer_whose_descriptor_was_closed(
         True,
         {("stream", "os_error"): 1},
     )
+
+
+def _child_writes(count: int) -> None:
+    for i in range(count):
+        logging.getLogger("tests.child").warning("child line %d", i)
+
+
+def test_a_multiprocessing_fork_child_writes_all_its_lines_before_it_exits(
+    tmp_path: Path,
+) -> None:
+    # multiprocessing ends a forked child with os._exit: no atexit runs, and the writer thread
+    # (a daemon) would die with the buffer full.
+    import multiprocessing
+
+    log_file = tmp_path / "app.log"
+    setup_logging(service="api", log_file=str(log_file), stream=io.StringIO())
+    child = multiprocessing.get_context("fork").Process(target=_child_writes, args=(200,))
+    child.start()
+    child.join(30)
+    assert shutdown_logging(5.0)
+    lines = [json.loads(text)["message"] for text in log_file.read_text().splitlines()]
+    assert (child.exitcode, lines) == (0, [f"child line {i}" for i in range(200)])

@@ -38,6 +38,13 @@ def note(n: int) -> int:
     return n
 
 
+@celery_app.task(name="tests.burst")
+def burst(count: int) -> int:
+    for i in range(count):
+        plain.info("burst line %d", i)
+    return count
+
+
 @celery_app.task(name="tests.flaky", bind=True, max_retries=3)
 def flaky(self: Any, n: int) -> int:
     log.info("Flaky attempt", n=n, attempt=self.request.retries)
