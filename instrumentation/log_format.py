@@ -109,6 +109,11 @@ _identities: dict[tuple[str, str], str] = {}
 # The bound fields last seen (one snapshot serves all of a request's lines) and their JSON.
 _bound_json: tuple[object, str] = (None, "")
 _MILLIS = [f".{ms:03d}Z" for ms in range(1000)]  # the timestamp's tail, formatted once
+# (message, stack, each kept field) in characters for the cuts of a line over MAX_LINE_BYTES,
+# each tried only when the one before it still does not fit once escaped. The last keeps at
+# most 19 fields of 128 characters, a message of 256 and the names of 20 cut fields: at 12
+# bytes a character, ~52 KB.
+_CUTS = ((2048, 4096, None), (1024, 1024, 512), (256, 0, 128))
 # The access line's `module`, `function` and `line`.
 ACCESS_SITE = ("middleware", "access_line", 0)
 
@@ -581,17 +586,29 @@ class JsonFormatter(OrjsonFormatter):
         line = escape_unsafe_json(self._encode(data).decode())
         # A character takes at most 4 bytes: only a long line needs its bytes counted.
         if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
-            line = escape_unsafe_json(self._encode(self._shrunk(data)).decode())
+            # Cut, then cut harder: what a kept field holds may still grow when escaped (a
+            # character can take 12 bytes as two \u escapes). The last cut always fits.
+            for limits in _CUTS:
+                line = escape_unsafe_json(self._encode(self._shrunk(data, *limits)).decode())
+                if len(line.encode()) <= MAX_LINE_BYTES:
+                    break
         return line
 
-    def _shrunk(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The record cut to fit `MAX_LINE_BYTES`: context, a shorter message and stack."""
+    def _shrunk(
+        self, data: dict[str, Any], message: int, stack: int, field: int | None
+    ) -> dict[str, Any]:
+        """The record cut to fit `MAX_LINE_BYTES`: context, a shorter message and stack, and,
+        with a `field` limit, every kept string at most that long."""
         kept = {key: data[key] for key in _CONTEXT_KEYS if key in data}
-        kept["message"] = _bounded(data.get("message", ""), 2048)
+        if field is not None:
+            for key, value in kept.items():
+                if isinstance(value, str):
+                    kept[key] = _bounded(value, field)
+        kept["message"] = _bounded(data.get("message", ""), message)
         if "error_message" in data:
-            kept["error_message"] = _bounded(data["error_message"], 1024)
-        if "stacktrace" in data:
-            kept["stacktrace"] = data["stacktrace"][-4096:]
+            kept["error_message"] = _bounded(data["error_message"], message // 2)
+        if "stacktrace" in data and stack:
+            kept["stacktrace"] = data["stacktrace"][-stack:]
         dropped = [key for key in data if key not in kept]
         names = ", ".join(key[:64] for key in dropped[:20])
         more = f" and {len(dropped) - 20} more" if len(dropped) > 20 else ""

@@ -72,6 +72,26 @@ def test_a_huge_field_gives_a_bounded_valid_line(log_capture: LogCapture, value:
     assert record["message"] == "big"
 
 
+@pytest.mark.parametrize("way", ["get_logger", "extra", "exception"])
+def test_a_line_of_escaped_context_fields_still_fits(log_capture: LogCapture, way: str) -> None:
+    # The fields a cut line keeps (task_id, task_name, job_name, event_type…) at their longest,
+    # of characters that grow twelvefold when escaped (tag characters, as smuggled in a name).
+    tag = "\U000e0041" * 2100
+    fields = {"task_id": tag, "task_name": tag, "job_name": tag, "event_type": tag}
+    if way == "get_logger":
+        get_logger("tests").info(tag, **fields)
+    elif way == "extra":
+        logging.getLogger("tests").info(tag, extra=fields)
+    else:
+        try:
+            raise ValueError(tag * 4)
+        except ValueError:
+            logging.getLogger("tests").exception(tag, extra=fields)
+    line, record = only_line(log_capture)
+    assert (len(line.encode()) <= MAX_LINE_BYTES, "truncated" in record) == (True, True)
+    assert record["service"] == "test-svc"
+
+
 def test_many_large_fields_are_cut_and_named(log_capture: LogCapture) -> None:
     get_logger("tests").info("wide", **{f"f{i}": "y" * 2000 for i in range(200)})
     line, record = only_line(log_capture)
