@@ -108,18 +108,19 @@ class DescriptorSink(StreamSink):
     stream's internal lock, and at exit the interpreter's own flush of stdout would abort on it.
     Through a duplicate of the descriptor, ours alone: if its owner closes the stream while a
     writer is still stuck, the number cannot be reused by another file that then gets our lines.
-    A pipe is written in pieces the kernel keeps whole (`_write_whole_lines`).
+    A pipe is written in pieces the kernel keeps whole (`_write_whole_lines`). The bytes are
+    UTF-8 whatever the stream's declared encoding: JSON is UTF-8 (RFC 8259) and shippers read it
+    so, where an ASCII stdout's Python escapes (`\xe9`) would break the line.
     """
 
     def __init__(self, stream: TextIO, fd: int, formatter: logging.Formatter | None = None) -> None:
         super().__init__(stream, formatter)
         self.fd = os.dup(fd)
-        self.encoding = getattr(stream, "encoding", None) or "utf-8"
         # A pipe (a container's stdout) may be shared by several workers' writers.
         self._pipe = stat.S_ISFIFO(os.fstat(self.fd).st_mode)
 
     def write(self, text: str) -> None:
-        data = text.encode(self.encoding, "backslashreplace")
+        data = text.encode("utf-8", "backslashreplace")  # a lone surrogate: a JSON escape
         if self._pipe and len(data) > select.PIPE_BUF:
             _write_whole_lines(self.fd, data)
         else:

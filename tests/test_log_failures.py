@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +166,24 @@ def test_a_multiprocessing_fork_child_writes_all_its_lines_before_it_exits(
     assert shutdown_logging(5.0)
     lines = [json.loads(text)["message"] for text in log_file.read_text().splitlines()]
     assert (child.exitcode, lines) == (0, [f"child line {i}" for i in range(200)])
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "utf-8"])
+def test_json_lines_on_stdout_are_utf8_whatever_its_encoding(encoding: str) -> None:
+    # JSON is UTF-8 (RFC 8259) and shippers read it so: a stdout declared ASCII or Latin-1
+    # (PYTHONIOENCODING) must not turn "é" into Python's \xe9, which is no JSON escape.
+    child = (
+        "from instrumentation import get_logger, setup_logging, shutdown_logging\n"
+        "setup_logging(service='api')\n"
+        "get_logger('app').info('café ok', city='Zürich', mood='\\U0001f600')\n"
+        "shutdown_logging()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": encoding},
+        timeout=60,
+        check=True,
+    )
+    [line] = [json.loads(text) for text in done.stdout.decode("utf-8").splitlines()]
+    assert (line["message"], line["city"], line["mood"]) == ("café ok", "Zürich", "\U0001f600")
