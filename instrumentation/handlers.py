@@ -40,7 +40,7 @@ def _reason(error: BaseException | None) -> str:
             errno.EACCES: "permission",
             errno.EROFS: "read_only",
         }.get(error.errno or 0, "os_error")
-    if isinstance(error, ValueError):  # write to a closed file
+    if isinstance(error, ValueError) and "closed file" in str(error):  # io's own message
         return "closed"
     return "error" if error is None else error_type(error)
 

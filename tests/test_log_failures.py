@@ -74,8 +74,16 @@ def test_a_hand_made_record_with_an_odd_created_is_written_not_raised(
     assert (line["message"], line["timestamp"][:2]) == ("hello", "20")
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (RuntimeError("render failed"), "RuntimeError"),
+        (ValueError("bad value"), "ValueError"),  # not "closed": that is a closed file's
+        (ValueError("I/O operation on closed file."), "closed"),
+    ],
+)
 def test_a_line_that_cannot_be_rendered_is_counted_not_raised_on_the_one_pass_path(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, error: Exception, reason: str
 ) -> None:
     stream = io.StringIO()
     setup_logging(service="api", stream=stream)
@@ -83,11 +91,11 @@ def test_a_line_that_cannot_be_rendered_is_counted_not_raised_on_the_one_pass_pa
     assert formatter is not None
 
     def broken(record: logging.LogRecord) -> str:
-        raise RuntimeError("render failed")
+        raise error
 
     monkeypatch.setattr(formatter, "correlated_line", broken)
     logging.getLogger("app").warning("lost")
-    assert (stream.getvalue(), drop_counts()) == ("", {("stream", "RuntimeError"): 1})
+    assert (stream.getvalue(), drop_counts()) == ("", {("stream", reason): 1})
 
 
 def test_an_unhashable_logger_name_is_written_not_raised() -> None:
