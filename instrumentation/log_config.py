@@ -113,9 +113,7 @@ class CorrelatedHandler(SinkHandler):
         super().__init__(sinks, self._json, last_words=LAST_WORDS)
         self.addFilter(CorrelationFilter())
         if log_levels is not None:  # `logging_config()` writes the levels it applied here
-            self.log_levels = {
-                name: _checked_level(name, raw, f"{name}={raw}") for name, raw in log_levels.items()
-            }
+            self.log_levels = _checked_levels(log_levels)
 
     def setFormatter(self, fmt: logging.Formatter | None) -> None:
         """dictConfig calls this after `__init__` with the config's `formatter`.
@@ -140,6 +138,10 @@ class CorrelatedHandler(SinkHandler):
         ):
             return  # one is enough: a second would only find the record filtered already
         super().addFilter(filter)
+
+
+def _checked_levels(levels: Mapping[str, str | int]) -> dict[str, int]:
+    return {name: _checked_level(name, raw, f"{name}={raw}") for name, raw in levels.items()}
 
 
 def _checked_level(name: str, raw: str | int, entry: str) -> int:
@@ -189,10 +191,7 @@ def apply_log_levels(spec: str | None = None) -> dict[str, int]:
     >>> apply_log_levels("uvicorn.error=WARNING")   # after dictConfig, or at app startup
     """
     levels = log_levels(spec if spec is not None else env("LOG_LEVELS") or "")
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-    for name in _followers(levels):
-        logging.getLogger(name).setLevel(logging.NOTSET)
+    _set_levels(levels)
     return levels
 
 
@@ -202,9 +201,14 @@ def apply_server_log_levels(levels: Mapping[str, int] | None = None) -> None:
     `levels` are those the configuration applied; None reads LOG_LEVELS."""
     if levels is None:
         levels = log_levels(env("LOG_LEVELS") or "")
+    _set_levels(
+        {name: level for name, level in levels.items() if any(_within(name, s) for s in _SERVERS)}
+    )
+
+
+def _set_levels(levels: Mapping[str, int]) -> None:
     for name, level in levels.items():
-        if any(_within(name, server) for server in _SERVERS):
-            logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).setLevel(level)
     for name in _followers(levels):
         logging.getLogger(name).setLevel(logging.NOTSET)
 
@@ -219,8 +223,7 @@ def _followers(levels: Mapping[str, int]) -> list[str]:
     return [
         child
         for child in _SERVER_SET_LEVELS
-        if child not in levels
-        and any(_within(child, name) for name in levels if name not in (child, "root"))
+        if child not in levels and any(_within(child, name) for name in levels)
     ]
 
 
@@ -251,11 +254,7 @@ def logging_config(
     """
     formatter = json_formatter(service, environment)
     root_level = parse_level(level if level is not None else env("LOG_LEVEL") or "INFO")
-    per_logger = (
-        log_levels(env("LOG_LEVELS") or "")
-        if levels is None
-        else {name: _checked_level(name, raw, f"{name}={raw}") for name, raw in levels.items()}
-    )
+    per_logger = log_levels(env("LOG_LEVELS") or "") if levels is None else _checked_levels(levels)
     loggers: dict[str, dict[str, Any]] = {
         "uvicorn": {"level": "INFO", "handlers": [], "propagate": True},
         # No level of its own: `LOG_LEVELS=uvicorn=WARNING` quiets it too.

@@ -190,11 +190,10 @@ def reclaim_server_loggers() -> None:
     off, since CorrelationMiddleware writes the access line; the LOG_LEVELS entries for them
     apply again.
     """
-    if not logging_configured():
+    handlers = _handlers_of(logging.getLogger())
+    if not handlers:
         return  # corrstack's logging is not set up: leave the servers' own
     from instrumentation.log_config import apply_server_log_levels  # late: it builds on this
-
-    configured = next(iter(_handlers_of(logging.getLogger())))
 
     for name in _PROPAGATING_LOGGERS:
         server_logger = logging.getLogger(name)
@@ -205,7 +204,7 @@ def reclaim_server_loggers() -> None:
         server_logger.handlers.clear()
         server_logger.propagate = False
         server_logger.disabled = True
-    apply_server_log_levels(configured.log_levels)
+    apply_server_log_levels(handlers[0].log_levels)
 
 
 def _handlers_of(root: logging.Logger) -> list[SinkHandler]:
