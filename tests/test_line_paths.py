@@ -5,6 +5,7 @@ record), `JsonFormatter.correlated_line` (the two in one pass, for a common reco
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from instrumentation import bind_context, get_logger
+from instrumentation import bind_context, get_logger, log_format
 from instrumentation.context import Connection, connection_var, fields_var
 from instrumentation.handlers import SinkHandler
 from instrumentation.log_filters import CorrelationFilter
@@ -431,3 +432,36 @@ def test_a_renamed_formatter_writes_its_new_name(bound_request: None) -> None:
     assert line is not None
     _same(line, generic_line)
     assert '"service":"renamed"' in line
+
+
+@pytest.mark.parametrize("odd_line", [True, 1.0])
+def test_a_line_number_equal_to_a_known_sites_is_written_as_its_own(
+    bound_request: None, odd_line: object
+) -> None:
+    formatter = JsonFormatter("svc", "test")
+    for lineno in (1, 1, odd_line):  # line 1's site is known when the odd one comes
+        generic = _record("tests", "site", (), {})
+        generic.lineno = lineno  # a record made by hand
+        fused = logging.LogRecord.__new__(logging.LogRecord)
+        fused.__dict__.update(generic.__dict__)
+        assert CorrelationFilter().filter(generic)
+        line = formatter.correlated_line(fused)
+        _same(line or formatter.format(fused), formatter.format(generic))
+    assert f'"line":{json.dumps(odd_line)}' in formatter.format(generic)
+
+
+def test_a_flood_of_messages_and_call_sites_keeps_the_kept_pieces_bounded(
+    bound_request: None,
+) -> None:
+    formatter = JsonFormatter("svc", "test")
+    for n in range(6000):
+        record = _record(f"flood.{n}", f"message {n} " + "m" * 200, (), {})
+        record.lineno = n
+        record.funcName = "f" * 250
+        assert CorrelationFilter().filter(record)
+        assert json.loads(formatter.format(record))["line"] == n
+        formatter.correlated_line(_record(f"flood.{n}", f"message {n}", (), {}))
+    assert len(log_format._sites) <= log_format._SITE_ENTRIES
+    assert len(log_format._message_json) <= log_format._PLAIN_KEY_ENTRIES
+    kept = sum(len(k) + len(v) for k, v in log_format._message_json.items())
+    assert kept <= log_format._PLAIN_KEY_ENTRIES * 3 * log_format._MESSAGE_CHARS
