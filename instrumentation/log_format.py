@@ -108,8 +108,8 @@ _json_names: dict[str, str] = {}
 # program has few sites; at most 1024 are kept, of names of at most 256 characters.
 _SITE_ENTRIES = 1024
 _sites: dict[tuple[Any, ...], tuple[str, str]] = {}
-# Messages as their line writes them (cut, redacted, a JSON string), at most 4096 of at most
-# 256 characters: most lines repeat a message; one with arguments formatted in is new each time.
+# Messages redaction leaves as they are, as JSON strings: at most 4096 of at most 256
+# characters. Most lines repeat a message; one with arguments formatted in is new each time.
 _MESSAGE_CHARS = 256
 _message_json: dict[str, str] = {}
 # (service, environment) -> `"service":…,"environment":…`, as `_fast_line` writes them.
@@ -181,7 +181,8 @@ def _site_json(level: str, logger: str, module: str, function: str, lineno: int)
 
 def _new_message_json(message: str) -> str | None:
     """The message as its line writes it — cut to `MAX_MESSAGE_CHARS`, redacted, a JSON
-    string —, kept when short; None for a lone surrogate."""
+    string —, kept when short and left as it is (a secret is not kept in memory, even as a
+    key); None for a lone surrogate."""
     text = message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + TRUNCATED
     if text not in _plain_texts:
         text = _redacted_text(text)
@@ -189,7 +190,7 @@ def _new_message_json(message: str) -> str | None:
         encoded = orjson.dumps(text).decode()
     except TypeError:  # a lone surrogate
         return None
-    if len(message) <= _MESSAGE_CHARS:
+    if text is message and len(message) <= _MESSAGE_CHARS:  # one redaction changed is not kept
         if len(_message_json) >= _PLAIN_KEY_ENTRIES:
             _message_json.clear()
         _message_json[message] = encoded

@@ -465,3 +465,16 @@ def test_a_flood_of_messages_and_call_sites_keeps_the_kept_pieces_bounded(
     assert len(log_format._message_json) <= log_format._PLAIN_KEY_ENTRIES
     kept = sum(len(k) + len(v) for k, v in log_format._message_json.items())
     assert kept <= log_format._PLAIN_KEY_ENTRIES * 3 * log_format._MESSAGE_CHARS
+
+
+def test_a_message_with_a_secret_is_masked_and_not_kept(bound_request: None) -> None:
+    formatter = JsonFormatter("svc", "test")
+    message = "login with password=hunter2"
+    for _ in range(2):
+        generic_line, line, _, _ = _both_record_paths(formatter, "tests", message, (), {})
+        assert line is not None
+        _same(line, generic_line)
+        assert "hunter2" not in line
+    assert message not in log_format._message_json  # the text as logged stays out of memory
+    _both_record_paths(formatter, "tests", "login with a passkey", (), {})
+    assert "login with a passkey" in log_format._message_json  # a plain one is kept
