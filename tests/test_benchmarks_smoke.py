@@ -56,6 +56,7 @@ MULTIPROCESS_APPS = {
     "corrstack[multiprocess]",
     "prometheus_fastapi_instrumentator[multiprocess]",
 }
+PEER = "prometheus_fastapi_instrumentator"
 MULTIPROCESS_TARGET = (
     "multiprocess-mode overhead ÷ prometheus-fastapi-instrumentator's in that mode"
 )
@@ -132,8 +133,14 @@ def test_per_request_and_record_parts_measure_every_app_and_formatter(tmp_path: 
         "HTTP p99 ÷ bare, at most the instrumentator's",
     ):
         assert verdicts[name] == "n/a"  # the HTTP part did not run
-    assert verdicts["in-process overhead ÷ prometheus-fastapi-instrumentator's"] in ("PASS", "MISS")
-    assert verdicts[MULTIPROCESS_TARGET] in ("PASS", "MISS")
+    # A verdict wherever the peer's overhead came out positive; in 200 requests a round the
+    # machine's scatter can put it at or below bare's, and the ratio is then undefined.
+    for target, peer in (
+        ("in-process overhead ÷ prometheus-fastapi-instrumentator's", apps[PEER]),
+        (MULTIPROCESS_TARGET, multiprocess[f"{PEER}[multiprocess]"]),
+    ):
+        expected = {"PASS", "MISS"} if peer["overhead_us"] > 0 else {"n/a"}
+        assert verdicts[target] in expected, (target, peer["overhead_us"])
     assert all(f"| {name} |" in table for name in [*APPS, *MULTIPROCESS_APPS, *FORMATTERS])
 
 
