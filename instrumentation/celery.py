@@ -45,6 +45,7 @@ from instrumentation.context import connection_var
 from instrumentation.error_fields import error_fields, error_summary, safe_str
 from instrumentation.faults import report_fault
 from instrumentation.logger import get_logger
+from instrumentation.logging_setup import flush_logging
 from instrumentation.logging_setup import setup_logging as _setup_corrstack_logging
 from instrumentation.runtime import current_runtime, error_tracker
 from instrumentation.task_context import task_context, task_headers
@@ -94,12 +95,23 @@ def instrument_celery(celery_app: Any, *, setup_logging: bool = True) -> None:
         signals.task_failure.connect(_failure, weak=False, dispatch_uid="corrstack")
         signals.task_retry.connect(_retry, weak=False, dispatch_uid="corrstack")
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid="corrstack")
+        signals.worker_process_shutdown.connect(_flush, weak=False, dispatch_uid="corrstack")
         _connected = True
 
 
 def _setup_logging(loglevel: Any = None, **_: Any) -> None:
     level = None if os.environ.get("LOG_LEVEL") else loglevel
     _setup_corrstack_logging(level=level)
+
+
+def _flush(**_: Any) -> None:
+    # A prefork pool child (one replaced after --max-tasks-per-child, say) ends with
+    # `os._exit`: no atexit runs, so its buffered lines are written out here, where Celery
+    # signals the child's end — else the tail of its last task's lines could be lost.
+    try:
+        flush_logging()
+    except Exception as fault:  # a child's exit must never fail because of us
+        report_fault("celery", "flush_failed", error_summary(fault))
 
 
 def _inject(headers: dict[str, Any] | None = None, **_: Any) -> None:
