@@ -107,12 +107,31 @@ class CorrelationMiddleware:
         response_header = (HEADER, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, late_span, look_for_span
-            if message["type"] == "http.response.start":
+            nonlocal status, late_span, look_for_span, token
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
                 if look_for_span:
                     look_for_span, late_span = False, current_span_ids()
                 message = {**message, "headers": [*message.get("headers", ()), response_header]}
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                # The response's end, where a server arms its timers for the connection
+                # (uvicorn's keep-alive timer, from inside this send). A timer keeps a copy of
+                # the context until it leaves the event loop — cancelled or not, up to its
+                # timeout —, so the server's send runs in the context from before this
+                # request: a timer kept with the request's binding made the collector run
+                # 7 times as often under keep-alive load, and its full collections frequent.
+                bound = connection_var.get()
+                try:
+                    connection_var.reset(token)
+                except ValueError:  # sent from another context (a task of the app's own)
+                    await send(message)
+                    return
+                try:
+                    await send(message)
+                finally:
+                    token = connection_var.set(bound)  # Starlette's background tasks follow
+                return
             await send(message)
 
         error: BaseException | None = None
