@@ -2,10 +2,12 @@
 
 uvicorn runs one process with `--no-access-log` for every app: the apps that write an access
 line (corrstack, asgi-correlation-id) write it from their middleware, exactly as in-process.
+The process counts its garbage collections (`benchmarks.served`), read before and after wrk.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,14 +15,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.apps import REQUEST_PATH
 from benchmarks.multiprocess_mode import child_environment
+from benchmarks.served import APP_ENV, GC_FILE_ENV
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -44,6 +49,13 @@ class HttpResult:
     # CPU the uvicorn process spent per request: unlike req/s, other load on the machine does
     # not stretch it, so it is the steadier figure on a shared host.
     server_cpu_us_per_request: float
+    # The uvicorn process's automatic collections during wrk, per 10 000 requests, the time they
+    # took (ms per 10 000 requests) and the longest one (ms).
+    gc_gen0_collections: float
+    gc_gen1_collections: float
+    gc_gen2_collections: float
+    gc_ms: float
+    gc_longest_ms: float
 
 
 def wrk_available() -> bool:
@@ -107,17 +119,41 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def collector_snapshot(process: subprocess.Popen[bytes], path: Path, timeout: float = 10.0) -> Any:
+    """Signal the server for its collector figures (`benchmarks.served`) and read them."""
+    before = json.loads(path.read_text())["snapshot"] if path.exists() else 0
+    os.kill(process.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            figures = json.loads(path.read_text())
+            if figures["snapshot"] > before:
+                return figures
+        time.sleep(0.02)
+    raise TimeoutError(f"the server wrote no collector figures within {timeout} s")
+
+
 def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
     """Serve app `name` with uvicorn, run `wrk -t1 -c50 -d<duration>s --latency`, stop it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}{REQUEST_PATH}"
+    with tempfile.TemporaryDirectory(prefix="corrstack-bench-gc-") as directory:
+        gc_file = Path(directory) / "collector.json"
+        return _load(name, url, port, duration_s, connections, gc_file)
+
+
+def _load(
+    name: str, url: str, port: int, duration_s: int, connections: int, gc_file: Path
+) -> HttpResult:
+    environment = child_environment(None)  # one process: an inherited multiproc dir removed
+    environment.update({APP_ENV: name, GC_FILE_ENV: str(gc_file)})
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "--factory",
-            f"benchmarks.apps:{name}",
+            "benchmarks.served:app",
             "--host",
             "127.0.0.1",
             "--port",
@@ -127,7 +163,7 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
             "warning",
         ],
         cwd=PROJECT_ROOT,
-        env=child_environment(None),  # one process: an inherited PROMETHEUS_MULTIPROC_DIR removed
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -135,6 +171,7 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
     )
     try:
         _wait_ready(server, url)
+        gc_before = collector_snapshot(server, gc_file)
         cpu_before = process_cpu_seconds(server.pid)
         wrk = subprocess.run(
             ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", url],
@@ -144,7 +181,23 @@ def load_app(name: str, duration_s: int, connections: int = 50) -> HttpResult:
             check=True,
         )
         cpu = process_cpu_seconds(server.pid) - cpu_before
+        gc_after = collector_snapshot(server, gc_file)
     finally:
         _stop(server)
     result = parse_wrk(wrk.stdout)
-    return HttpResult(result.requests_per_second, result.p99_ms, cpu * 1e6 / result.requests)
+    scale = 10_000 / result.requests
+    gen0, gen1, gen2 = (
+        (end - start) * scale
+        for start, end in zip(gc_before["collections"], gc_after["collections"], strict=True)
+    )
+    gc_seconds = sum(gc_after["seconds"]) - sum(gc_before["seconds"])
+    return HttpResult(
+        result.requests_per_second,
+        result.p99_ms,
+        cpu * 1e6 / result.requests,
+        gc_gen0_collections=gen0,
+        gc_gen1_collections=gen1,
+        gc_gen2_collections=gen2,
+        gc_ms=gc_seconds * 1000 * scale,
+        gc_longest_ms=gc_after["longest_seconds"] * 1000,
+    )

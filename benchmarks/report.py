@@ -158,12 +158,26 @@ def multiprocess_summary(
     return summary
 
 
+HTTP_FIGURES = ("requests_per_second", "p99_ms", "server_cpu_us_per_request")
+# The uvicorn process's collector during wrk (`benchmarks.served`): per 10 000 requests, and
+# the longest collection in ms.
+HTTP_GC_FIGURES = (
+    "gc_gen0_collections",
+    "gc_gen1_collections",
+    "gc_gen2_collections",
+    "gc_ms",
+    "gc_longest_ms",
+)
+
+
 def http_summary(rounds: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    """req/s and p99 (medians of rounds), each as a ratio to bare."""
+    """req/s and p99 (medians of rounds), each as a ratio to bare, and the server's collector
+    figures (medians of rounds)."""
     medians = {
         name: {
             key: _median(results, key)
-            for key in ("requests_per_second", "p99_ms", "server_cpu_us_per_request")
+            for key in (*HTTP_FIGURES, *HTTP_GC_FIGURES)
+            if all(key in result for result in results)
         }
         for name, results in rounds.items()
     }
@@ -330,6 +344,29 @@ def _gc_table(apps: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _http_gc_table(apps: dict[str, Any]) -> list[str]:
+    """Per app: the uvicorn process's collections per generation during wrk, the time they took
+    per 10 000 requests and the longest one."""
+    measured = {
+        name: app for name, app in apps.items() if all(key in app for key in HTTP_GC_FIGURES)
+    }
+    if not measured:
+        return []
+    out = [
+        "### GC over HTTP (the uvicorn process during wrk, per 10 000 requests; median of rounds)",
+        "",
+        "| app | gen 0 collections | gen 1 | gen 2 | collector ms | longest collection ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, app in measured.items():
+        out.append(
+            f"| {name} | {_num(app['gc_gen0_collections'], 0)} "
+            f"| {_num(app['gc_gen1_collections'], 1)} | {_num(app['gc_gen2_collections'], 1)} "
+            f"| {_num(app['gc_ms'], 1)} | {_num(app['gc_longest_ms'], 1)} |"
+        )
+    return [*out, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The tables of a run, for the terminal and docs/benchmarks.md."""
     out: list[str] = []
@@ -383,6 +420,7 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {_num(app['p99_vs_bare'], 2)} | {_num(app['server_cpu_us_per_request'])} |"
             )
         out.append("")
+        out += _http_gc_table(results["http"]["apps"])
         if "beside_opentelemetry" in results["http"]:
             out += _beside_opentelemetry_table(
                 "### Beside OpenTelemetry, over HTTP (server CPU µs/request, median of rounds)",

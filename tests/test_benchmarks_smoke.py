@@ -7,6 +7,7 @@ benchmark runs end to end and reports what it promises. The targets are checked 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import os
@@ -21,7 +22,8 @@ from benchmarks import tracing_check
 from benchmarks.apps import APPS, build
 from benchmarks.http_load import parse_wrk
 from benchmarks.record_worker import FORMATTERS
-from benchmarks.report import GC_FIGURES, http_summary, markdown
+from benchmarks.report import GC_FIGURES, HTTP_GC_FIGURES, http_summary, markdown
+from benchmarks.served import CollectorWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -230,6 +232,9 @@ def test_http_part_loads_bare_and_corrstack_under_uvicorn(tmp_path: Path) -> Non
         )
     }
     assert all(positive(value) for value in figures.values()), figures
+    collector = {(name, key): app[key] for name, app in apps.items() for key in HTTP_GC_FIGURES}
+    assert all(math.isfinite(v) and v >= 0 for v in collector.values()), collector
+    assert "### GC over HTTP (the uvicorn process during wrk" in markdown(results)
 
 
 WRK_OUTPUT = """\
@@ -277,3 +282,34 @@ def test_http_summary_sets_corrstack_beside_opentelemetry_from_server_cpu() -> N
     assert "### Beside OpenTelemetry, over HTTP" in markdown({"http": summary, "targets": []})
     del rounds["corrstack_opentelemetry"]
     assert "beside_opentelemetry" not in http_summary(rounds)
+
+
+def test_the_collector_watch_counts_each_run_and_its_longest_since_the_last_snapshot() -> None:
+    watch = CollectorWatch()
+    gc.disable()  # no automatic run between the two snapshots
+    gc.callbacks.append(watch)
+    try:
+        gc.collect()
+        gc.collect(0)
+        first = watch.snapshot()
+        second = watch.snapshot()
+    finally:
+        gc.callbacks.remove(watch)
+        gc.enable()
+    assert (first["snapshot"], first["collections"], second["snapshot"]) == (1, [1, 0, 1], 2)
+    assert first["seconds"][2] > 0 and first["longest_seconds"] >= first["seconds"][0] > 0
+    assert (second["collections"], second["longest_seconds"]) == ([1, 0, 1], 0.0)
+
+
+def test_the_http_tables_show_the_servers_collector_beside_bares() -> None:
+    def result(gen2: float) -> dict[str, float]:
+        return {
+            "requests_per_second": 3000.0, "p99_ms": 20.0, "server_cpu_us_per_request": 250.0,
+            "gc_gen0_collections": 12.0, "gc_gen1_collections": 1.0,
+            "gc_gen2_collections": gen2, "gc_ms": 3.5, "gc_longest_ms": 41.0,
+        }  # fmt: skip
+
+    summary = http_summary({"bare": [result(0.0)] * 3, "corrstack": [result(2.0)] * 3})
+    table = markdown({"http": summary, "targets": []})
+    assert "| bare | 12 | 1.0 | 0.0 | 3.5 | 41.0 |" in table
+    assert "| corrstack | 12 | 1.0 | 2.0 | 3.5 | 41.0 |" in table
