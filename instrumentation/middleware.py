@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from contextvars import Token
 from time import perf_counter
 from typing import Any
 
@@ -26,7 +27,7 @@ from instrumentation.connection_context import (
     bind_connection,
     cached_child,
 )
-from instrumentation.context import connection_var
+from instrumentation.context import NO_CONNECTION, Connection, connection_var
 from instrumentation.routes import RouteResolver, is_mounted, route_template
 from instrumentation.runtime import Runtime, process_runtime
 from instrumentation.sanitize import MAX_FIELD_CHARS, clean_text
@@ -38,6 +39,17 @@ _KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
 _log = logging.getLogger("corrstack.access")
+
+
+async def _send_unbound(send: Send, message: Message, token: Token[Connection]) -> None:
+    """`send(message)` with the connection that `token`'s binding replaced, from a context
+    other than the one `token` was made in (where it cannot be reset)."""
+    outer = token.old_value
+    unbound = connection_var.set(NO_CONNECTION if outer is Token.MISSING else outer)
+    try:
+        await send(message)
+    finally:
+        connection_var.reset(unbound)
 
 
 class CorrelationMiddleware:
@@ -124,8 +136,8 @@ class CorrelationMiddleware:
                 bound = connection_var.get()
                 try:
                     connection_var.reset(token)
-                except ValueError:  # sent from another context (a task of the app's own)
-                    await send(message)
+                except ValueError:  # sent from a task of the app's (Starlette streams so)
+                    await _send_unbound(send, message, token)
                     return
                 try:
                     await send(message)
