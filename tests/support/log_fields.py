@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from instrumentation.handlers import BackgroundWriter
+
 DESIGN_FIELDS = frozenset(
     {
         "timestamp",
@@ -27,12 +29,18 @@ DESIGN_FIELDS = frozenset(
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def settled_records(path: Path, quiet: float = 0.05, timeout: float = 10.0) -> list[dict[str, Any]]:
+# Longer than a writer waits between two writes under load.
+QUIET_SECONDS = 2 * BackgroundWriter.write_interval + 0.1
+
+
+def settled_records(
+    path: Path, quiet: float = QUIET_SECONDS, timeout: float = 10.0
+) -> list[dict[str, Any]]:
     """The JSON lines of a log file another process writes, once it has stopped growing.
 
-    corrstack writes lines from a writer thread a few milliseconds after they were logged, so a
-    test reads the file when its size has held for `quiet` seconds (polled, bounded), and only
-    whole lines.
+    corrstack writes lines from a writer thread, under load up to `write_interval` after they
+    were logged, so a test reads the file when its size has held for `quiet` seconds (polled,
+    bounded), and only whole lines.
     """
     deadline = time.monotonic() + timeout
     size, since = -1, time.monotonic()
