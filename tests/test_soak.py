@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from instrumentation.handlers import BackgroundWriter
 from tests.support.processes import free_port, running, uvicorn_cmd, wait_http_ok
 
 pytestmark = pytest.mark.integration
@@ -24,6 +25,7 @@ SECONDS = float(os.environ.get("CORRSTACK_SOAK_SECONDS", "20"))
 CONCURRENCY = 50
 LINES_PER_REQUEST = 5
 USERS = 500
+REST_SECONDS = 2 * BackgroundWriter.write_interval + 0.1
 
 
 def series_count(url: str) -> int:
@@ -80,8 +82,12 @@ def test_soak(tmp_path: Path) -> None:
         warmup = max(3.0, SECONDS * 0.25)
         sent_warm, mismatched_warm = asyncio.run(load(url, warmup))
         series_count(url)  # the first scrape adds the /metrics route's own series
+        # Each RSS reading at rest, once the writers have written what the load left buffered
+        # (up to `write_interval` of lines): both then hold the buffers' high-water mark.
+        time.sleep(REST_SECONDS)
         series_before, rss_before = series_count(url), server.memory_info().rss
         sent, mismatched = asyncio.run(load(url, SECONDS - warmup, first=10**9))
+        time.sleep(REST_SECONDS)
         series_after, rss_after = series_count(url), server.memory_info().rss
         dropped = metric(url, r"log_records_dropped_total\{[^}]*\}")
         lag = httpx.get(f"{url}/lag").json()
