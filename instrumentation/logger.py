@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -21,6 +22,84 @@ _FIND_CALLER = stdlib_own(logging.Logger.findCaller, "Logger.findCaller")
 _PLAIN_FACTORIES = (logging.LogRecord, make_record)  # they set the attributes of LogRecord only
 # Fields the CorrelationFilter validates: a line with one of them takes the record path.
 _IDS = frozenset({"request_id", "trace_id", "span_id", "user_id"})
+
+
+# Extra fields a plain logger's call may pass on the direct path: not a LogRecord attribute or
+# corrstack's bookkeeping (which `makeRecord` refuses or the filter renames), not an id (which
+# the filter validates).
+_RECORD_KEYS = UNSETTABLE_ATTRS | _IDS
+_LOGGING_FILE = logging.Logger.info.__code__.co_filename
+# File name -> whether `findCaller` reports a frame of it, for the `_srcfile` they were judged
+# by; at most 1024 names (a flood of generated code costs recomputation only).
+_reported_files: dict[str, bool] = {}
+_judged_by: object = None
+
+
+def _reported(filename: str, srcfile: object) -> bool:
+    """Whether `findCaller` reports a frame of `filename`: not logging's own, not importlib's
+    bootstrap (`logging._is_internal_frame`), kept."""
+    global _judged_by
+    if _judged_by is not srcfile:
+        _reported_files.clear()
+        _judged_by = srcfile
+    known = _reported_files.get(filename)
+    if known is None:
+        normalized = os.path.normcase(filename)
+        known = normalized != srcfile and not (
+            "importlib" in normalized and "_bootstrap" in normalized
+        )
+        if len(_reported_files) >= 1024:
+            _reported_files.clear()
+        _reported_files[filename] = known
+    return known
+
+
+def direct_log(
+    self: logging.Logger,
+    level: int,
+    msg: object,
+    args: Any,
+    exc_info: Any = None,
+    extra: Any = None,
+    stack_info: bool = False,
+    stacklevel: int = 1,
+) -> None:
+    """`Logger._log`, writing a common call's line without a LogRecord where corrstack's
+    handler is the only one it would reach; any other call is stdlib's `_log`'s."""
+    srcfile = logging._srcfile
+    if not (exc_info or stack_info) and stacklevel == 1 and srcfile:
+        kind = type(self)
+        if (
+            kind.findCaller is _FIND_CALLER
+            and kind.makeRecord is _MAKE_RECORD
+            and (extra is None or (type(extra) is dict and _RECORD_KEYS.isdisjoint(extra)))
+            and logging.getLogRecordFactory() in _PLAIN_FACTORIES
+        ):
+            frame: Any = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename == _LOGGING_FILE:
+                frame = frame.f_back
+            if frame is not None and _reported(frame.f_code.co_filename, srcfile):
+                handler = direct_handler(self, level)
+                if handler is not None:
+                    code = frame.f_code
+                    handler.handle_fields(
+                        level, self.name, msg, args, code.co_filename, frame.f_lineno,
+                        code.co_name, extra or {},
+                    )  # fmt: skip
+                    return
+    # One frame more than stdlib's own call: this one, which `findCaller` counts as the caller's.
+    _LOG(self, level, msg, args, exc_info, extra, stack_info, stacklevel + 1)  # type: ignore[operator]
+
+
+def install() -> None:
+    """Make `direct_log` the `_log` of `logging.Logger`, in place of stdlib's own only."""
+    if logging.Logger._log is _LOG and hasattr(logging, "_is_internal_frame"):
+        logging.Logger._log = direct_log  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    if logging.Logger._log is direct_log:
+        logging.Logger._log = _LOG  # type: ignore[method-assign,assignment]
 
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +129,7 @@ class CorrelatedLogger:
         if (
             _SLOW_KEYS.isdisjoint(fields)
             and logging._srcfile
-            and kind._log is _LOG
+            and (kind._log is _LOG or kind._log is direct_log)
             and kind.findCaller is _FIND_CALLER
         ):
             # The common call: plain keyword fields. The caller's frame is known (two up from

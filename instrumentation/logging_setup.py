@@ -26,6 +26,8 @@ from instrumentation.log_format import ConsoleFormatter, JsonFormatter
 from instrumentation.log_record import install as install_record_factory
 from instrumentation.log_record import uninstall as uninstall_record_factory
 from instrumentation.logger import get_logger
+from instrumentation.logger import install as install_direct_log
+from instrumentation.logger import uninstall as uninstall_direct_log
 from instrumentation.runtime import Runtime, process_runtime, set_process_runtime
 from instrumentation.settings import bounded_int, env, safe_name
 
@@ -133,6 +135,7 @@ def setup_logging(
 
     root = logging.getLogger()
     previous = _detach(root)
+    install_direct_log()
     install_record_factory()  # the same records as stdlib's, for less (a custom one is kept)
     root.addHandler(handler)
     root.setLevel(numeric_level)
@@ -247,6 +250,7 @@ def shutdown_logging(timeout: float = SHUTDOWN_TIMEOUT) -> bool:
     Waits `timeout` seconds at most in all: a writer stuck on a stalled sink is abandoned (a
     daemon thread), so exit never hangs. True if every line was written.
     """
+    uninstall_direct_log()
     uninstall_record_factory()
     return _close(_detach(logging.getLogger()), timeout)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -59,6 +60,23 @@ class LogCapture:
 
     def by_logger(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.records if r["logger"] == name]
+
+
+@contextlib.contextmanager
+def record_factory_adding(**attrs: Any) -> Iterator[None]:
+    """An app's own LogRecord factory, adding `attrs` to every record, while in the block."""
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = logging.LogRecord(*args, **kwargs)
+        record.__dict__.update(attrs)
+        return record
+
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from instrumentation.context import Connection, connection_var, fields_var
 from instrumentation.handlers import SinkHandler
 from instrumentation.log_filters import CorrelationFilter
 from instrumentation.log_format import JsonFormatter
-from tests.conftest import LogCapture
+from tests.conftest import LogCapture, record_factory_adding
 
 _SEQ = re.compile(r'"seq":\d+')
 _FIELDS: dict[str, Any] = {
@@ -266,17 +266,8 @@ def test_get_logger_takes_the_record_path_when_anything_else_would_see_it(
         logging.getLogger().removeHandler(other)
     assert "seen twice" in other.stream.getvalue()  # type: ignore[attr-defined]
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = logging.LogRecord(*args, **kwargs)
-        record.tenant = "acme"
-        return record
-
-    previous = logging.getLogRecordFactory()
-    logging.setLogRecordFactory(factory)
-    try:
+    with record_factory_adding(tenant="acme"):
         log.info("made by the app's factory")
-    finally:
-        logging.setLogRecordFactory(previous)
     log.info("explicit id", request_id="req-explicit")  # validated by the filter
     lines = log_capture.records
     assert [line["message"] for line in lines] == [

@@ -94,8 +94,30 @@ def test_a_line_that_cannot_be_rendered_is_counted_not_raised_on_the_one_pass_pa
         raise error
 
     monkeypatch.setattr(formatter, "correlated_line", broken)
-    logging.getLogger("app").warning("lost")
+    logger = logging.getLogger("app")  # a record handed over: plain calls write without one
+    logger.handle(logger.makeRecord("app", logging.WARNING, __file__, 1, "lost", (), None))
     assert (stream.getvalue(), drop_counts()) == ("", {("stream", reason): 1})
+
+
+@pytest.mark.parametrize("call", ["plain logger", "get_logger"])
+def test_a_line_that_cannot_be_rendered_is_counted_not_raised_without_a_record(
+    monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    from instrumentation import get_logger
+    from instrumentation.log_format import JsonFormatter
+
+    stream = io.StringIO()
+    setup_logging(service="api", stream=stream)
+
+    def broken(*args: object) -> str:
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(JsonFormatter, "line", broken)
+    if call == "plain logger":
+        logging.getLogger("app").warning("lost", extra={"plan": "pro"})
+    else:
+        get_logger("app").warning("lost", plan="pro")
+    assert (stream.getvalue(), drop_counts()) == ("", {("stream", "RuntimeError"): 1})
 
 
 def test_an_unhashable_logger_name_is_written_not_raised() -> None:
