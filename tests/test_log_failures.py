@@ -12,14 +12,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from instrumentation import flush_logging, setup_logging, shutdown_logging
 from instrumentation.accounting import drop_counts
-from instrumentation.handlers import BackgroundWriter, SinkHandler
+from instrumentation.handlers import BackgroundWriter, FileSink, SinkHandler, StreamSink
 
 
 def _handler() -> SinkHandler:
@@ -217,3 +218,86 @@ def test_json_lines_on_stdout_are_utf8_whatever_its_encoding(encoding: str) -> N
     )
     [line] = [json.loads(text) for text in done.stdout.decode("utf-8").splitlines()]
     assert (line["message"], line["city"], line["mood"]) == ("café ok", "Zürich", "\U0001f600")
+
+
+# --- when a writer writes: under load once per interval, an ERROR line sooner ---
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def test_an_error_line_cuts_the_writers_wait_and_takes_what_came_before(tmp_path: Path) -> None:
+    path = tmp_path / "app.log"
+    writer = BackgroundWriter(FileSink(str(path)), 1 << 20)
+    writer.write_interval = 30.0  # the writer waits this long once it has written
+    try:
+        writer.put("first")  # after a quiet spell: written at once
+        assert _wait_for(lambda: path.read_text() == "first\n")
+        writer.put("info")
+        time.sleep(0.3)
+        waited = path.read_text()
+        writer.put("error", urgent=True)
+        assert _wait_for(lambda: path.read_text() == "first\ninfo\nerror\n")
+    finally:
+        writer.request_flush(stop=True).done.wait(5)
+    assert waited == "first\n"
+
+
+class _CountedWrites(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_an_error_storm_wakes_the_writer_at_most_once_per_urgent_interval() -> None:
+    stream = _CountedWrites()
+    writer = BackgroundWriter(StreamSink(stream), 1 << 20)
+    writer.write_interval, writer.urgent_interval = 30.0, 0.05
+    writer.put("first")
+    assert _wait_for(lambda: stream.writes == 1)
+    started = time.monotonic()
+    puts = 0
+    while time.monotonic() - started < 0.5:
+        writer.put(f"error {puts}", urgent=True)
+        puts += 1
+        time.sleep(0.001)
+    elapsed = time.monotonic() - started
+    assert writer.request_flush(stop=True).done.wait(5)
+    lines = stream.getvalue().splitlines()
+    assert (len(lines), lines[-1]) == (puts + 1, f"error {puts - 1}")
+    assert 3 <= stream.writes <= elapsed / 0.05 + 3, stream.writes
+
+
+@pytest.mark.parametrize("how", ["logging.getLogger", "get_logger"])
+def test_an_error_record_brings_the_lines_before_it_to_the_file(tmp_path: Path, how: str) -> None:
+    from instrumentation import get_logger
+
+    path = tmp_path / "app.log"
+    setup_logging(service="api", log_file=str(path), stream=io.StringIO())
+    [writer] = [s for s in _handler().sinks if isinstance(s, BackgroundWriter)]
+    writer.write_interval = 30.0
+    log: Any = logging.getLogger("app") if how == "logging.getLogger" else get_logger("app")
+
+    def messages() -> list[str]:
+        return [json.loads(line)["message"] for line in path.read_text().splitlines()]
+
+    log.warning("first")  # after a quiet spell: written at once
+    assert _wait_for(lambda: messages() == ["first"])
+    log.warning("second")
+    time.sleep(0.3)
+    waited = messages()
+    log.error("third")
+    assert (waited, _wait_for(lambda: messages() == ["first", "second", "third"])) == (
+        ["first"],
+        True,
+    )
