@@ -41,11 +41,16 @@ def _calls() -> list[Callable[[], None]]:
     def mapping_args() -> None:
         log.info("%(a)s-%(b)s", {"a": 1, "b": 2})
 
+    secret_fields: dict[Any, Any] = {
+        "password": "hunter2",
+        "nested": {"api_key": "x", "ok": [1, 2]},
+        3: "int",
+    }
+
     def secrets() -> None:
-        log.error(
-            "token=abc123secretvalue0123456789",
-            extra={"password": "hunter2", "nested": {"api_key": "x", "ok": [1, 2]}, 3: "int"},
-        )
+        log.error("token=abc123secretvalue0123456789", extra=secret_fields)
+        assert secret_fields["password"] == "hunter2"  # the caller's dict is left as it was
+        assert secret_fields["nested"] == {"api_key": "x", "ok": [1, 2]}
 
     def hostile() -> None:
         log.info(
